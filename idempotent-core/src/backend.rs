@@ -1,0 +1,212 @@
+//! The storage contract: four atomic single-key operations and a wait hint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{BackendError, Fingerprint};
+
+/// Identifies one claim of one key. Complete, release and renew succeed only
+/// with the token of the claim currently stored, so a holder whose lease
+/// expired and was taken over can never touch the new holder's record.
+///
+/// Tokens are chosen by the backend and must differ between any two claims of
+/// the same key that can both still be running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FencingToken(u64);
+
+impl FencingToken {
+    /// Wraps a backend-chosen token value.
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The token's value, for backends that store it.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What [`Backend::claim`] found and did, one row of the decision table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The key was absent or expired, or held by a claim whose lease expired
+    /// (with the same fingerprint): the caller now holds it and runs the body.
+    Acquired {
+        /// The new claim's token.
+        token: FencingToken,
+        /// Whether an expired claim of another caller was taken over.
+        took_over: bool,
+    },
+    /// A live claim with the same fingerprint is running.
+    InProgress {
+        /// How long until that claim's lease expires unless it is renewed.
+        lease_remaining: Duration,
+    },
+    /// A completed record with the same fingerprint: its stored output.
+    Completed {
+        /// The bytes given to [`Backend::complete`].
+        output: Vec<u8>,
+    },
+    /// The key holds a record (claimed or completed) with another fingerprint.
+    Mismatch,
+}
+
+/// The result of a compare-and-set on a [`FencingToken`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CasOutcome {
+    /// The token matched the stored claim and the write was applied.
+    Applied,
+    /// The token did not match (the claim expired, was taken over, or is gone):
+    /// nothing was changed.
+    Fenced,
+}
+
+/// A store of idempotency records.
+///
+/// Each method is one atomic operation on one key (one lock, one Lua script,
+/// one SQL statement): never read-then-write across two round trips. Keys are
+/// `{scope}:{hex digest}` strings of bounded length. Time (leases, expiry) is
+/// the store's own clock.
+///
+/// A record is absent, in progress `{fingerprint, token, lease_until}` or
+/// completed `{fingerprint, output}` (expiring after its `ttl`). An expired
+/// record counts as absent.
+///
+/// The trait is object safe: `Arc<dyn Backend>` and `&dyn Backend` are
+/// backends too, as are `&B`, `Box<B>` and `Arc<B>` for any backend `B`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an idempotency store (it does not implement `idempotent_core::Backend`)",
+    label = "expected a store such as `&MemoryBackend`, `Arc<dyn Backend>` or `RedisBackend`",
+    note = "`backend = ...` takes any `B: Backend`: a store, a reference to one, or an `Arc`/`Box` of one"
+)]
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Claims `key` for a call with `fingerprint`, for `lease`, following the
+    /// decision table:
+    ///
+    /// | found | same fingerprint | other fingerprint |
+    /// | --- | --- | --- |
+    /// | absent or expired | `Acquired` | `Acquired` |
+    /// | in progress, lease live | `InProgress` | `Mismatch` |
+    /// | in progress, lease expired | `Acquired { took_over: true }` | `Mismatch` |
+    /// | completed | `Completed` | `Mismatch` |
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, BackendError>;
+
+    /// Replaces the claim holding `token` by a completed record with `output`,
+    /// kept for `ttl`. Fails with kind
+    /// [`TooLarge`](crate::BackendErrorKind::TooLarge) when `output` exceeds
+    /// the store's limit (nothing changes then).
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        output: &[u8],
+        ttl: Duration,
+    ) -> Result<CasOutcome, BackendError>;
+
+    /// Deletes the claim holding `token`, so the next call runs the body.
+    async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError>;
+
+    /// Extends the lease of the claim holding `token` to `lease` from now.
+    async fn renew(
+        &self,
+        key: &str,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<CasOutcome, BackendError>;
+
+    /// Waits until the record at `key` may have changed, or at most `at_most`.
+    ///
+    /// Called by a duplicate that found the key in progress and may wait for
+    /// its result; it claims again afterwards, so an early or spurious return
+    /// is harmless. The runtime passes growing bounds (a backoff); the default
+    /// just sleeps for them. A store that can be notified (the memory store
+    /// wakes waiters on complete and release) returns as soon as it changes.
+    async fn wait_for_change(&self, key: &str, at_most: Duration) -> Result<(), BackendError> {
+        let _ = key;
+        tokio::time::sleep(at_most).await;
+        Ok(())
+    }
+
+    /// Releases the claim holding `token` from a place that cannot await: a
+    /// dropped (cancelled) call or a panicking body.
+    ///
+    /// Must not block. A network store spawns the release on its runtime; if
+    /// that is impossible, the claim simply expires at the end of its lease.
+    fn release_in_background(&self, key: &str, token: FencingToken);
+}
+
+macro_rules! forward_backend {
+    ($($(#[$doc:meta])* $ty:ty),* $(,)?) => {$(
+        $(#[$doc])*
+        // Not suggested in diagnostics: "`str` is not a store" would hide
+        // that the user wrote `&str`.
+        #[diagnostic::do_not_recommend]
+        #[async_trait]
+        impl<B: Backend + ?Sized> Backend for $ty {
+            async fn claim(
+                &self,
+                key: &str,
+                fingerprint: &Fingerprint,
+                lease: Duration,
+            ) -> Result<ClaimOutcome, BackendError> {
+                (**self).claim(key, fingerprint, lease).await
+            }
+
+            async fn complete(
+                &self,
+                key: &str,
+                token: FencingToken,
+                output: &[u8],
+                ttl: Duration,
+            ) -> Result<CasOutcome, BackendError> {
+                (**self).complete(key, token, output, ttl).await
+            }
+
+            async fn release(
+                &self,
+                key: &str,
+                token: FencingToken,
+            ) -> Result<CasOutcome, BackendError> {
+                (**self).release(key, token).await
+            }
+
+            async fn renew(
+                &self,
+                key: &str,
+                token: FencingToken,
+                lease: Duration,
+            ) -> Result<CasOutcome, BackendError> {
+                (**self).renew(key, token, lease).await
+            }
+
+            async fn wait_for_change(
+                &self,
+                key: &str,
+                at_most: Duration,
+            ) -> Result<(), BackendError> {
+                (**self).wait_for_change(key, at_most).await
+            }
+
+            fn release_in_background(&self, key: &str, token: FencingToken) {
+                (**self).release_in_background(key, token)
+            }
+        }
+    )*};
+}
+
+forward_backend!(
+    /// A borrowed backend, as in `backend = &self.store`.
+    &B,
+    /// A shared backend, as in `backend = self.store.clone()`.
+    Arc<B>,
+    /// An owned, boxed backend.
+    Box<B>,
+);

@@ -1,0 +1,100 @@
+//! The versioned encoding of a stored result.
+//!
+//! A record's output is `[version, tag, payload..]`: the tag tells an `Ok`
+//! value from a cached `Err` and from a marker saying the body ran but its
+//! result could not be stored. The version lets a future encoding coexist with
+//! records written by this one.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::CodecError;
+
+const VERSION: u8 = 1;
+const OK: u8 = b'O';
+const ERR: u8 = b'E';
+const NOT_STORED: u8 = b'N';
+
+/// A decoded envelope, borrowing its payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored<'a> {
+    Ok(&'a [u8]),
+    Err(&'a [u8]),
+    Lost(&'a str),
+}
+
+pub(crate) fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    encode(OK, value)
+}
+
+pub(crate) fn encode_err<E: Serialize + ?Sized>(error: &E) -> Result<Vec<u8>, serde_json::Error> {
+    encode(ERR, error)
+}
+
+pub(crate) fn encode_not_stored(reason: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(2 + reason.len());
+    bytes.extend_from_slice(&[VERSION, NOT_STORED]);
+    bytes.extend_from_slice(reason.as_bytes());
+    bytes
+}
+
+fn encode<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(&[VERSION, tag]);
+    serde_json::to_writer(&mut bytes, value)?;
+    Ok(bytes)
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Stored<'_>, CodecError> {
+    match bytes {
+        [VERSION, OK, payload @ ..] => Ok(Stored::Ok(payload)),
+        [VERSION, ERR, payload @ ..] => Ok(Stored::Err(payload)),
+        [VERSION, NOT_STORED, reason @ ..] => Ok(Stored::Lost(
+            std::str::from_utf8(reason).unwrap_or("reason not readable"),
+        )),
+        [version, ..] if *version != VERSION => Err(CodecError::new(format!(
+            "the stored result has encoding version {version}, this build reads version {VERSION}"
+        ))),
+        _ => Err(CodecError::new("the stored result is not a valid record")),
+    }
+}
+
+pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(payload).map_err(|error| {
+        CodecError::new(format!(
+            "the stored result cannot be decoded as `{}` (did the type change since it was stored?)",
+            std::any::type_name::<T>()
+        ))
+        .with_source(error)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_each_kind() {
+        let ok = encode_ok(&vec![1, 2]).unwrap();
+        assert_eq!(decode(&ok).unwrap(), Stored::Ok(b"[1,2]"));
+        let err = encode_err("declined").unwrap();
+        assert_eq!(decode(&err).unwrap(), Stored::Err(b"\"declined\""));
+        let marker = encode_not_stored("too large");
+        assert_eq!(decode(&marker).unwrap(), Stored::Lost("too large"));
+    }
+
+    #[test]
+    fn rejects_foreign_and_future_records() {
+        assert!(decode(b"").is_err());
+        assert!(decode(&[VERSION]).is_err());
+        assert!(decode(&[VERSION, b'?']).is_err());
+        let future = decode(&[VERSION + 1, OK]).unwrap_err().to_string();
+        assert!(future.contains("version 2"), "{future}");
+    }
+
+    #[test]
+    fn payload_of_another_type_is_a_codec_error() {
+        let error = decode_payload::<u32>(b"\"text\"").unwrap_err().to_string();
+        assert!(error.contains("`u32`"), "{error}");
+    }
+}

@@ -1,0 +1,195 @@
+//! What can go wrong around an idempotent call, and whether the body ran.
+
+use std::fmt;
+
+/// Why an idempotent call did not return the body's own result.
+///
+/// Every variant says whether the body ran. The HTTP layer maps them to status
+/// codes: `InProgress` 409, `PayloadMismatch` 422, `Backend` 503, the others 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another call with this key holds a live claim and did not finish within
+    /// `wait` (or `wait` is not set). The body did not run; retry later.
+    #[error(
+        "another call with this idempotency key is still running; \
+         the body did not run, retry later"
+    )]
+    InProgress,
+
+    /// The key was used before with different arguments. The body did not run.
+    #[error(
+        "this idempotency key was already used with different arguments; \
+         the body did not run (use a new key for a new request)"
+    )]
+    PayloadMismatch,
+
+    /// The store failed or could not be reached, so the call failed closed.
+    /// The body did not run.
+    #[error("the idempotency store failed, so the body did not run: {0}")]
+    Backend(#[source] BackendError),
+
+    /// A stored result could not be decoded (its type changed, or the record is
+    /// corrupt), or the key or arguments could not be serialized. The body did
+    /// not run, and it is never re-run silently in place of a replay.
+    #[error("{0}; the body did not run")]
+    Codec(#[source] CodecError),
+
+    /// An earlier call with this key ran the body, but its result could not be
+    /// stored (it was too large for the store, or it failed to serialize). The
+    /// body did not run again: a retry must not repeat the side effect. The
+    /// record expires after the function's `ttl`; a new key runs the body anew.
+    #[error(
+        "an earlier call with this idempotency key ran the body but its result \
+         could not be stored ({reason}); the body did not run again"
+    )]
+    ResultNotStored {
+        /// Why the earlier result could not be stored.
+        reason: String,
+    },
+}
+
+/// What a [`BackendError`] is about, so callers can tell a full store from an
+/// outage without parsing messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The store could not be reached or did not answer in time.
+    Unavailable,
+    /// The store is full (for example a `MemoryBackend` full of live claims).
+    Capacity,
+    /// The value to store is larger than the store accepts.
+    TooLarge,
+    /// The record at the key is not one this library wrote, or is damaged.
+    Corrupt,
+    /// Anything else the store reported.
+    Other,
+}
+
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "store unavailable",
+            Self::Capacity => "store full",
+            Self::TooLarge => "value too large for the store",
+            Self::Corrupt => "corrupt record",
+            Self::Other => "store error",
+        })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error reported by a [`Backend`](crate::Backend).
+#[derive(Debug)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl BackendError {
+    /// An error of `kind` described by `message`.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause (a driver or I/O error).
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What the error is about.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The store's description of the failure.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A value could not be encoded for, or decoded from, the store.
+#[derive(Debug)]
+pub struct CodecError {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl CodecError {
+    /// A codec error described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause (usually a `serde_json` error).
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<BackendError> for Error {
+    /// A corrupt record is a decoding problem (`Codec`); everything else is a
+    /// store failure (`Backend`).
+    fn from(error: BackendError) -> Self {
+        if error.kind == BackendErrorKind::Corrupt {
+            Error::Codec(CodecError::new("the stored record is corrupt").with_source(error))
+        } else {
+            Error::Backend(error)
+        }
+    }
+}

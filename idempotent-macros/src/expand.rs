@@ -1,0 +1,158 @@
+//! Generating the idempotent function: the signature unchanged, the body
+//! handed to `idempotent_core`'s runtime.
+
+use std::time::Duration;
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn, Path, Type};
+
+use crate::attr::{Args, DurationArg};
+use crate::signature::{self, Hashed};
+
+pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    // Without a parsable function there is nothing to wrap: hand the tokens
+    // back untouched beside the error, so one mistake gives one message.
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            let message = syn::Error::new(
+                error.span(),
+                format!("`#[idempotent]` goes on an `async fn` with a body: {error}"),
+            );
+            return with_error(item, message);
+        }
+    };
+    let mut args: Args = match syn::parse2(args) {
+        Ok(args) => args,
+        Err(error) => return with_error(function.into_token_stream(), error),
+    };
+    let mut errors = std::mem::take(&mut args.errors);
+    let (hashed, return_type) = signature::check(&function.sig, &args.skip, &mut errors);
+    match (errors.into_result(), return_type) {
+        (Ok(()), Some(return_type)) => generate(&args, &function, &hashed, return_type),
+        (Err(error), _) => with_error(function.into_token_stream(), error),
+        // `check` reports a missing return type, so this arm is unreachable;
+        // still, fall back to the original function rather than panic.
+        (Ok(()), None) => function.into_token_stream(),
+    }
+}
+
+fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.into_compile_error();
+    quote!(#item #error)
+}
+
+fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let krate = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::idempotent_core));
+    // Generated locals are hygienic: a user argument called `call`, `key`,
+    // `backend` or `output` can neither collide with nor see them.
+    let call = Ident::new("__idempotent_call", Span::mixed_site());
+
+    // The store is checked where the user wrote it, by the coercion to
+    // `&dyn Backend`; past it the expansion type-checks even when the value
+    // is not a store, so that mistake gives one message.
+    let store = Ident::new("__idempotent_store", Span::mixed_site());
+    let backend = match &args.backend {
+        // `let x: &T = &(temporary)` keeps the temporary alive to the end of
+        // the function, so an owned store such as `self.store.clone()` works.
+        Some(backend) => quote_spanned!(backend.span()=> &(#backend)),
+        None => quote!(#krate::default_backend()),
+    };
+    let scope = match &args.scope {
+        Some(scope) => scope.to_token_stream(),
+        None => {
+            let name = sig.ident.to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #name))
+        }
+    };
+    let ttl = duration_setter(&krate, "ttl", args.ttl.as_ref());
+    let lease = duration_setter(&krate, "lease", args.lease.as_ref());
+    let wait = duration_setter(&krate, "wait", args.wait.as_ref());
+    let key = match &args.key {
+        Some(key) => {
+            quote_spanned!(key.span()=> ::core::option::Option::Some(#krate::__private::key(&(#key))))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let hashed_args = hashed
+        .names
+        .iter()
+        .map(|name| quote_spanned!(name.span()=> #krate::__private::arg(&#name)));
+    // Spanned at the return type: an unmet bound on the result (not a
+    // `Result`, `T` not storable, `E` without `From<Error>`) points there.
+    let run = Ident::new(
+        if args.cache_err {
+            "run_cache_err"
+        } else {
+            "run"
+        },
+        return_type.span(),
+    );
+    // Hygienic names located at the return type too, so no error of this
+    // call lands on the attribute instead.
+    let at_return = Span::mixed_site().located_at(return_type.span());
+    let call_at_return = Ident::new("__idempotent_call", at_return);
+    let output = Ident::new("__idempotent_output", at_return);
+    let krate_at_return = respan(krate.to_token_stream(), return_type.span());
+    let run_call = quote_spanned! {return_type.span()=>
+        #krate_at_return::Call::#run(#call_at_return, move || async move {
+            let #output: #return_type = #block;
+            #output
+        }).await
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let #store: &dyn #krate::Backend = #backend;
+            let #call = #krate::Idempotency::new(#store)
+                .scope(#scope)
+                #ttl
+                #lease
+                #wait
+                .__prepare_args(#key, &[#(#hashed_args),*]);
+            #run_call
+        }
+    }
+}
+
+fn duration_setter(krate: &Path, option: &str, value: Option<&DurationArg>) -> TokenStream {
+    let Some(DurationArg { value }) = value else {
+        return TokenStream::new();
+    };
+    let method = Ident::new(option, Span::call_site());
+    let (secs, nanos) = split(*value);
+    quote!(.#method(#krate::__private::Duration::new(#secs, #nanos)))
+}
+
+/// The same tokens, all located at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut group = Group::new(group.delimiter(), respan(group.stream(), span));
+                group.set_span(span);
+                token = TokenTree::Group(group);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+fn split(duration: Duration) -> (u64, u32) {
+    (duration.as_secs(), duration.subsec_nanos())
+}

@@ -1,0 +1,87 @@
+//! Checking the annotated function: `async`, a return type, named arguments,
+//! and `skip` naming arguments that exist.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, Pat, ReturnType, Signature, Type};
+
+use crate::errors::Errors;
+
+/// The arguments hashed into the fingerprint, in declaration order.
+pub(crate) struct Hashed<'a> {
+    pub(crate) names: Vec<&'a Ident>,
+}
+
+pub(crate) fn check<'a>(
+    sig: &'a Signature,
+    skip: &[Ident],
+    errors: &mut Errors,
+) -> (Hashed<'a>, Option<&'a Type>) {
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span,
+            "`#[idempotent]` only works on `async fn`: the store is reached asynchronously; make this function `async`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(
+            variadic.span(),
+            "`#[idempotent]` does not support variadic functions",
+        );
+    }
+    let return_type = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => {
+            errors.at(
+                sig.ident.span(),
+                "`#[idempotent]` functions must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_core::Error>`; this one returns `()`",
+            );
+            None
+        }
+    };
+
+    let mut arguments = Vec::new();
+    for input in &sig.inputs {
+        // The receiver is never hashed: `self` is the service, not the request.
+        let FnArg::Typed(typed) = input else { continue };
+        match &*typed.pat {
+            Pat::Ident(pat) if pat.subpat.is_none() => arguments.push(&pat.ident),
+            pattern => errors.at(
+                pattern.span(),
+                "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body",
+            ),
+        }
+    }
+
+    let mut seen: Vec<&Ident> = Vec::new();
+    for name in skip {
+        if name == "self" {
+            errors.at(
+                name.span(),
+                "`self` is never hashed, so it needs no `skip`; remove it",
+            );
+        } else if seen.contains(&name) {
+            errors.at(name.span(), format!("`{name}` is skipped twice"));
+        } else if !arguments.contains(&name) {
+            let known = if arguments.is_empty() {
+                "it has no arguments".to_owned()
+            } else {
+                let names: Vec<String> = arguments.iter().map(|a| format!("`{a}`")).collect();
+                format!("its arguments are {}", names.join(", "))
+            };
+            errors.at(
+                name.span(),
+                format!(
+                    "cannot skip `{name}`: `{}` has no argument named `{name}` ({known})",
+                    sig.ident
+                ),
+            );
+        }
+        seen.push(name);
+    }
+
+    let names = arguments
+        .into_iter()
+        .filter(|argument| !skip.iter().any(|name| name == *argument))
+        .collect();
+    (Hashed { names }, return_type)
+}

@@ -1,0 +1,8 @@
+use idempotent_core::{idempotent, Error};
+
+#[idempotent]
+fn charge(amount: u64) -> Result<u64, Error> {
+    Ok(amount)
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use idempotent_core::idempotent;
+
+#[idempotent]
+struct Charge {
+    amount: u64,
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use idempotent_core::{idempotent, Error};
+
+#[derive(serde::Serialize)]
+struct Receipt {
+    amount: u64,
+}
+
+#[idempotent]
+async fn charge(amount: u64) -> Result<Receipt, Error> {
+    Ok(Receipt { amount })
+}
+
+fn main() {}
