@@ -22,7 +22,7 @@ impl Fingerprint {
     ///
     /// Fails only when `value`'s `Serialize` implementation itself fails.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
-        let mut hasher = Sha256::new();
+        let mut hasher = new_hasher();
         canonical::write(value, &mut hasher)?;
         Ok(Self(hasher.finalize().into()))
     }
@@ -46,6 +46,18 @@ impl Fingerprint {
             out.push(HEX[usize::from(byte & 0x0f)] as char);
         }
     }
+}
+
+/// Every digest starts from this domain tag. It names the canonical encoding's
+/// version, so a future encoding gives new digests on purpose, never by
+/// accident, and digests of other tools can never coincide with ours.
+const DOMAIN: &[u8] = b"idempotent/canonical-v1\0";
+
+/// A SHA-256 hasher primed with the domain tag.
+pub(crate) fn new_hasher() -> Sha256 {
+    let mut hasher = Sha256::new();
+    hasher.update(DOMAIN);
+    hasher
 }
 
 impl fmt::Display for Fingerprint {

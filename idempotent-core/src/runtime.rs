@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::fingerprint::new_hasher;
 use tokio::time::Instant;
 
 use crate::bounds::{IdempotentResult, StorableError};
@@ -189,7 +191,7 @@ impl<B: Backend> Idempotency<B> {
 fn digest(
     feed: impl FnOnce(&mut Sha256) -> Result<(), CodecError>,
 ) -> Result<Fingerprint, CodecError> {
-    let mut hasher = Sha256::new();
+    let mut hasher = new_hasher();
     feed(&mut hasher)?;
     Ok(Fingerprint::from_bytes(hasher.finalize().into()))
 }
