@@ -58,8 +58,10 @@ pub enum ClaimOutcome {
 pub enum CasOutcome {
     /// The token matched the stored claim and the write was applied.
     Applied,
-    /// The token did not match (the claim expired, was taken over, or is gone):
-    /// nothing was changed.
+    /// The token did not match: the claim was taken over by another call,
+    /// released, completed, or forgotten by the store (a claim whose lease ran
+    /// out may be forgotten after one more lease). Nothing was changed. A
+    /// claim whose lease ran out but that nobody took over still matches.
     Fenced,
 }
 

@@ -54,6 +54,8 @@
 mod backend;
 mod bounds;
 mod canonical;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod default_backend;
 mod envelope;
 mod error;

@@ -1,1 +1,46 @@
-//! Private servers for tests (being written).
+//! Private servers for the workspace's tests.
+//!
+//! Tests never touch the machine's own Redis on port 6379: each test (or test binary) starts its
+//! own `redis-server` on a free loopback port, with a temporary working directory, and the
+//! process is killed (SIGKILL) and the directory removed when the handle is dropped. Fault tests
+//! can [`kill`](RedisServer::kill), [`restart`](RedisServer::restart),
+//! [`pause`](RedisServer::pause) and [`resume`](RedisServer::resume) a server, and
+//! [`RedisCluster`] starts a three-master Redis Cluster.
+//!
+//! A missing `redis-server` (or `redis-cli`, for the cluster) is a panic that says how to install
+//! it, never a silent skip.
+//!
+//! ```
+//! use idempotent_test_support::RedisServer;
+//!
+//! let server = RedisServer::start();
+//! let _: () = server.query(redis::cmd("SET").arg("greeting").arg("hello"));
+//! let value: String = server.query(redis::cmd("GET").arg("greeting"));
+//! assert_eq!(value, "hello");
+//! assert_eq!(server.command_count("set"), 1);
+//! ```
+//!
+//! Contents:
+//! - [`RedisServer`] and [`RedisOptions`] (`redis_server.rs`): one private server.
+//! - [`RedisCluster`] (`redis_cluster.rs`): three private servers joined into a cluster.
+//! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
+//! - `ports.rs`: free loopback ports.
+//! - `process.rs`: spawning, signalling and reaping the server process.
+//! - `readiness.rs`: waiting until a freshly spawned server answers.
+//! - `connection.rs`: plain synchronous connections with timeouts.
+//! - `info.rs`: parsing `INFO` replies.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod binaries;
+mod connection;
+mod info;
+mod ports;
+mod process;
+mod readiness;
+mod redis_cluster;
+mod redis_server;
+
+pub use redis_cluster::RedisCluster;
+pub use redis_server::{RedisOptions, RedisServer};

@@ -1,0 +1,309 @@
+//! `RedisBackend`: the `Backend` contract on a Redis server.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idempotent_core::{
+    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
+};
+use redis::aio::ConnectionManager;
+use redis::{Client, RedisError, Script, Value};
+
+use crate::connection;
+use crate::scripts::{self, CLAIM, COMPLETE, RELEASE, RENEW};
+use crate::token::new_token;
+
+/// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
+pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
+/// The default limit on a stored output: 1 MiB. Large values block Redis'
+/// single thread while they are written and read; raise it with care.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// A [`Backend`] on Redis: records shared by every process and machine that
+/// uses the same server.
+///
+/// Every operation is one Lua script on one key (one round trip, atomic, run
+/// with `EVALSHA` and reloaded after a server restart), so a replay costs one
+/// command and a first run two. Leases and expiry follow the server's clock,
+/// and every key written has an expiry.
+///
+/// ```no_run
+/// # async fn start() -> Result<(), idempotent_core::BackendError> {
+/// use idempotent_redis::RedisBackend;
+///
+/// let store = RedisBackend::connect("redis://127.0.0.1:6379").await?;
+/// idempotent_core::set_default_backend(store).expect("set once, at start-up");
+/// # Ok(()) }
+/// ```
+///
+/// The connection is shared and reconnects by itself: when the server goes
+/// away, calls fail closed with [`Error::Backend`](idempotent_core::Error)
+/// within a few seconds, and work again once it is back, without rebuilding
+/// the backend. Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    connection: ConnectionManager,
+    key_prefix: String,
+    max_output_bytes: usize,
+}
+
+impl RedisBackend {
+    /// Connects to the server at `url` (`redis://host:port/db`, `rediss://`
+    /// for TLS when the `redis` crate's TLS feature is enabled).
+    ///
+    /// Fails at once when the server cannot be reached, so a misconfigured
+    /// URL shows at start-up, not at the first payment.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        let client = Client::open(url).map_err(|error| {
+            BackendError::new(
+                BackendErrorKind::Other,
+                format!("invalid Redis URL {url:?}"),
+            )
+            .with_source(error)
+        })?;
+        Self::from_client(client).await
+    }
+
+    /// Connects with an already configured [`redis::Client`].
+    pub async fn from_client(client: Client) -> Result<Self, BackendError> {
+        let connection = connection::connect(client)
+            .await
+            .map_err(|error| backend_error(error, "could not connect to Redis"))?;
+        Ok(Self::from_connection_manager(connection))
+    }
+
+    /// Uses an existing [`ConnectionManager`], with its own timeouts and
+    /// reconnection settings.
+    pub fn from_connection_manager(connection: ConnectionManager) -> Self {
+        Self {
+            connection,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+
+    /// Puts every record key under `prefix` (default `"idempotent:"`), to
+    /// share a server with other data or other applications.
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the largest output [`complete`](Backend::complete) stores, in
+    /// bytes (default 1 MiB); larger ones fail with
+    /// [`BackendErrorKind::TooLarge`].
+    #[must_use]
+    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// The Redis key of the record stored under `key`.
+    pub fn record_key(&self, key: &str) -> String {
+        let mut record_key = String::with_capacity(self.key_prefix.len() + key.len());
+        record_key.push_str(&self.key_prefix);
+        record_key.push_str(key);
+        record_key
+    }
+
+    async fn invoke(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<Value, BackendError> {
+        let mut invocation = script.key(self.record_key(key));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        // The manager is a handle onto one multiplexed connection; a clone
+        // per call is how concurrent calls share it.
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| backend_error(error, &format!("Redis {operation} failed")))
+    }
+
+    async fn compare_and_set(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<CasOutcome, BackendError> {
+        match self.invoke(script, key, args, operation).await? {
+            Value::Int(1) => Ok(CasOutcome::Applied),
+            Value::Int(0) => Ok(CasOutcome::Fenced),
+            other => Err(unexpected(key, operation, &other)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, BackendError> {
+        let token = new_token();
+        let token_arg = token.get().to_string();
+        let lease_arg = millis(lease).to_string();
+        let reply = self
+            .invoke(
+                &CLAIM,
+                key,
+                &[
+                    fingerprint.as_bytes(),
+                    token_arg.as_bytes(),
+                    lease_arg.as_bytes(),
+                ],
+                "claim",
+            )
+            .await?;
+        parse_claim(key, token, reply)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        output: &[u8],
+        ttl: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        if output.len() > self.max_output_bytes {
+            return Err(BackendError::new(
+                BackendErrorKind::TooLarge,
+                format!(
+                    "the output is {} bytes, above this RedisBackend's limit of {} bytes \
+                     (raise it with RedisBackend::with_max_output_bytes)",
+                    output.len(),
+                    self.max_output_bytes
+                ),
+            ));
+        }
+        let token_arg = token.get().to_string();
+        let ttl_arg = millis(ttl).to_string();
+        self.compare_and_set(
+            &COMPLETE,
+            key,
+            &[token_arg.as_bytes(), output, ttl_arg.as_bytes()],
+            "complete",
+        )
+        .await
+    }
+
+    async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
+        let token_arg = token.get().to_string();
+        self.compare_and_set(&RELEASE, key, &[token_arg.as_bytes()], "release")
+            .await
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        let token_arg = token.get().to_string();
+        let lease_arg = millis(lease).to_string();
+        self.compare_and_set(
+            &RENEW,
+            key,
+            &[token_arg.as_bytes(), lease_arg.as_bytes()],
+            "renew",
+        )
+        .await
+    }
+
+    fn release_in_background(&self, key: &str, token: FencingToken) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                key,
+                "no tokio runtime to release the claim on; it expires with its lease"
+            );
+            return;
+        };
+        let backend = self.clone();
+        let key = key.to_owned();
+        runtime.spawn(async move {
+            if let Err(error) = backend.release(&key, token).await {
+                tracing::warn!(key, %error, "could not release the claim; it expires with its lease");
+            }
+        });
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("key_prefix", &self.key_prefix)
+            .field("max_output_bytes", &self.max_output_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whole milliseconds, at least 1: Redis deletes a key given a zero expiry.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutcome, BackendError> {
+    let Value::Array(items) = &reply else {
+        return Err(unexpected(key, "claim", &reply));
+    };
+    match items.as_slice() {
+        [Value::Int(scripts::ACQUIRED), Value::Int(took_over)] => Ok(ClaimOutcome::Acquired {
+            token,
+            took_over: *took_over == 1,
+        }),
+        [Value::Int(scripts::IN_PROGRESS), Value::Int(remaining)] => Ok(ClaimOutcome::InProgress {
+            lease_remaining: Duration::from_millis(u64::try_from(*remaining).unwrap_or(0)),
+        }),
+        [Value::Int(scripts::COMPLETED), Value::BulkString(output)] => {
+            Ok(ClaimOutcome::Completed {
+                output: output.clone(),
+            })
+        }
+        [Value::Int(scripts::MISMATCH)] => Ok(ClaimOutcome::Mismatch),
+        _ => Err(unexpected(key, "claim", &reply)),
+    }
+}
+
+/// A reply no script of this crate gives for a record it wrote: the corrupt
+/// marker, or anything else.
+fn unexpected(key: &str, operation: &str, reply: &Value) -> BackendError {
+    let reason = match reply {
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(scripts::CORRUPT), Value::BulkString(reason)] => {
+                String::from_utf8_lossy(reason).into_owned()
+            }
+            _ => format!("unexpected reply {reply:?}"),
+        },
+        _ => format!("unexpected reply {reply:?}"),
+    };
+    BackendError::new(
+        BackendErrorKind::Corrupt,
+        format!("Redis {operation} at {key:?}: {reason} (the key holds data this library did not write)"),
+    )
+}
+
+fn backend_error(error: RedisError, context: &str) -> BackendError {
+    let kind = if error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+    {
+        BackendErrorKind::Unavailable
+    } else {
+        BackendErrorKind::Other
+    };
+    BackendError::new(kind, context).with_source(error)
+}
