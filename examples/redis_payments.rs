@@ -90,16 +90,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for worker in workers {
         let (worker, seen) = worker.await?;
-        for (key, outcome) in seen {
-            let order = key.rsplit('-').next().unwrap_or("?");
-            match outcome {
-                Ok(receipt) => println!(
-                    "worker {worker} order {order}: {} for {} cents",
-                    receipt.charge_id, receipt.amount_cents
-                ),
-                Err(error) => println!("worker {worker} order {order}: error: {error}"),
-            }
-        }
+        let receipts: Vec<String> = seen
+            .into_iter()
+            .map(|(key, outcome)| {
+                let order = key.rsplit('-').next().unwrap_or("?").to_owned();
+                match outcome {
+                    Ok(receipt) => format!("{order}:{}", receipt.charge_id),
+                    Err(error) => format!("{order}:error({error})"),
+                }
+            })
+            .collect();
+        println!("worker {worker} got order:receipt {}", receipts.join(" "));
     }
     let charges = gateway.charges.load(Ordering::SeqCst);
     println!("the card was charged {charges} times for 5 orders and 40 deliveries");
