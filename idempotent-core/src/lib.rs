@@ -57,6 +57,7 @@ mod canonical;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod default_backend;
+mod engine;
 mod envelope;
 mod error;
 mod fingerprint;
@@ -64,6 +65,7 @@ mod lease;
 mod memory;
 mod private;
 mod runtime;
+mod stats;
 
 // The macro's expansion names `::idempotent_core`, also in this crate's tests.
 extern crate self as idempotent_core;
@@ -75,6 +77,7 @@ pub use crate::error::{BackendError, BackendErrorKind, CodecError, Error};
 pub use crate::fingerprint::Fingerprint;
 pub use crate::memory::MemoryBackend;
 pub use crate::runtime::{Call, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL};
+pub use crate::stats::{stats, Stats};
 
 /// Makes an `async fn` idempotent: see the crate documentation.
 pub use idempotent_macros::idempotent;

@@ -7,17 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::fingerprint::new_hasher;
-use tokio::time::Instant;
-
 use crate::bounds::{IdempotentResult, StorableError};
-use crate::envelope::{self, Stored};
-use crate::lease::{run_renewing, ClaimGuard};
+use crate::engine::{CacheErrors, ReleaseErrors};
+use crate::fingerprint::new_hasher;
 use crate::private::HashInto;
-use crate::{
-    default_backend, Backend, BackendErrorKind, CasOutcome, ClaimOutcome, CodecError, Error,
-    FencingToken, Fingerprint,
-};
+use crate::{default_backend, Backend, CodecError, Fingerprint};
 
 /// How long a completed result is kept when no `ttl` is given: 24 hours.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -25,10 +19,6 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The scope of calls that set none.
 pub const DEFAULT_SCOPE: &str = "idempotent";
-
-/// First and largest pause between two looks at a key held by another call.
-const FIRST_WAIT_STEP: Duration = Duration::from_millis(2);
-const MAX_WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// The configuration of idempotent calls on one store: what `#[idempotent]`
 /// expands into, and what code without the macro calls directly.
@@ -59,11 +49,11 @@ const MAX_WAIT_STEP: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Idempotency<B> {
-    backend: B,
-    scope: Cow<'static, str>,
-    ttl: Duration,
-    lease: Duration,
-    wait: Option<Duration>,
+    pub(crate) backend: B,
+    pub(crate) scope: Cow<'static, str>,
+    pub(crate) ttl: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) wait: Option<Duration>,
 }
 
 impl Idempotency<&'static dyn Backend> {
@@ -206,17 +196,17 @@ fn record_key(scope: &str, digest: &Fingerprint) -> String {
 }
 
 #[derive(Debug)]
-struct Target {
-    key: String,
-    fingerprint: Fingerprint,
+pub(crate) struct Target {
+    pub(crate) key: String,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// One prepared idempotent call: its stored key and fingerprint are computed.
 #[derive(Debug)]
 #[must_use = "a prepared call does nothing until `run` is awaited"]
 pub struct Call<B> {
-    config: Idempotency<B>,
-    target: Result<Target, CodecError>,
+    pub(crate) config: Idempotency<B>,
+    pub(crate) target: Result<Target, CodecError>,
 }
 
 impl<B: Backend> Call<B> {
@@ -259,229 +249,5 @@ impl<B: Backend> Call<B> {
         R::Err: StorableError,
     {
         self.execute::<_, _, _, CacheErrors>(body).await
-    }
-
-    async fn execute<F, Fut, R, P>(self, body: F) -> R
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = R>,
-        R: IdempotentResult,
-        P: ErrorPolicy<R::Err>,
-    {
-        let Call { config, target } = self;
-        let Target { key, fingerprint } = match target {
-            Ok(target) => target,
-            Err(error) => return fail(Error::Codec(error)),
-        };
-        let token = match config.acquire::<R, P>(&key, &fingerprint).await {
-            Ok(token) => token,
-            Err(answer) => return answer,
-        };
-        let guard = ClaimGuard::new(&config.backend, &key, token);
-        let output = run_renewing(&config.backend, &key, token, config.lease, body()).await;
-        let result = output.into_result();
-        match &result {
-            Ok(value) => config.store(&key, token, envelope::encode_ok(value)).await,
-            Err(error) => match P::encode(error) {
-                Some(Ok(encoded)) => config.store(&key, token, Ok(encoded)).await,
-                Some(Err(encode_error)) => {
-                    tracing::warn!(
-                        scope = %config.scope,
-                        key,
-                        error = %encode_error,
-                        "the error cannot be serialized for `cache_err`; releasing the key instead"
-                    );
-                    config.release(&key, token).await;
-                }
-                None => config.release(&key, token).await,
-            },
-        }
-        guard.disarm();
-        R::from_result(result)
-    }
-}
-
-impl<B: Backend> Idempotency<B> {
-    /// Claims the key, replaying or waiting as the decision table says.
-    /// `Ok(token)`: this call holds the key and runs the body. `Err(answer)`:
-    /// the call's answer without running the body.
-    async fn acquire<R, P>(&self, key: &str, fingerprint: &Fingerprint) -> Result<FencingToken, R>
-    where
-        R: IdempotentResult,
-        P: ErrorPolicy<R::Err>,
-    {
-        let deadline = self.wait.map(|wait| Instant::now() + wait);
-        let mut step = FIRST_WAIT_STEP;
-        loop {
-            let outcome = match self.backend.claim(key, fingerprint, self.lease).await {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::error!(scope = %self.scope, key, %error, "claim failed; failing closed");
-                    return Err(fail(error.into()));
-                }
-            };
-            match outcome {
-                ClaimOutcome::Acquired { token, took_over } => {
-                    if took_over {
-                        tracing::warn!(
-                            scope = %self.scope,
-                            key,
-                            "took over a claim whose lease expired (its holder crashed or stalled)"
-                        );
-                    } else {
-                        tracing::debug!(scope = %self.scope, key, "claimed");
-                    }
-                    return Ok(token);
-                }
-                ClaimOutcome::Completed { output } => {
-                    tracing::debug!(scope = %self.scope, key, "replaying the stored result");
-                    return Err(replay::<R, P>(&output));
-                }
-                ClaimOutcome::Mismatch => {
-                    tracing::debug!(scope = %self.scope, key, "key reused with other arguments");
-                    return Err(fail(Error::PayloadMismatch));
-                }
-                ClaimOutcome::InProgress { lease_remaining } => {
-                    let now = Instant::now();
-                    let Some(left) = deadline.filter(|&end| end > now).map(|end| end - now) else {
-                        tracing::debug!(scope = %self.scope, key, "in progress elsewhere");
-                        return Err(fail(Error::InProgress));
-                    };
-                    // Look again no later than the holder's lease end, so a
-                    // crashed holder is taken over without waiting longer.
-                    let at_most = left.min(step).min(lease_remaining.max(FIRST_WAIT_STEP));
-                    tracing::trace!(scope = %self.scope, key, ?at_most, "waiting for the running call");
-                    if let Err(error) = self.backend.wait_for_change(key, at_most).await {
-                        return Err(fail(error.into()));
-                    }
-                    step = (step * 2).min(MAX_WAIT_STEP);
-                }
-            }
-        }
-    }
-
-    /// Completes the claim with `encoded`. The body already ran: whatever
-    /// happens here, the caller gets its own result.
-    async fn store(
-        &self,
-        key: &str,
-        token: FencingToken,
-        encoded: Result<Vec<u8>, serde_json::Error>,
-    ) {
-        let output = match encoded {
-            Ok(output) => output,
-            Err(error) => {
-                let reason = format!("the result failed to serialize: {error}");
-                return self.store_marker(key, token, reason).await;
-            }
-        };
-        match self.backend.complete(key, token, &output, self.ttl).await {
-            Ok(CasOutcome::Applied) => tracing::debug!(scope = %self.scope, key, "completed"),
-            Ok(CasOutcome::Fenced) => tracing::warn!(
-                scope = %self.scope,
-                key,
-                "this call's lease expired and another call took the key over; its result \
-                 was not stored (the other call's result stands) and is returned to this caller only"
-            ),
-            Err(error) if error.kind() == BackendErrorKind::TooLarge => {
-                let reason = format!("the result was too large for the store: {error}");
-                self.store_marker(key, token, reason).await;
-            }
-            Err(error) => tracing::error!(
-                scope = %self.scope,
-                key,
-                %error,
-                "the body ran but its result could not be stored; the caller gets it, and \
-                 retries see the key in progress until the lease ends, then run the body again"
-            ),
-        }
-    }
-
-    /// Stores a record saying the body ran but its result could not be kept,
-    /// so retries get [`Error::ResultNotStored`] instead of running it again.
-    async fn store_marker(&self, key: &str, token: FencingToken, reason: String) {
-        tracing::error!(scope = %self.scope, key, %reason, "the body ran but its result cannot be stored");
-        let marker = envelope::encode_not_stored(&reason);
-        if let Err(error) = self.backend.complete(key, token, &marker, self.ttl).await {
-            tracing::error!(scope = %self.scope, key, %error, "could not store the not-stored marker either");
-        }
-    }
-
-    async fn release(&self, key: &str, token: FencingToken) {
-        match self.backend.release(key, token).await {
-            Ok(CasOutcome::Applied) => {
-                tracing::debug!(scope = %self.scope, key, "body failed; released the claim");
-            }
-            Ok(CasOutcome::Fenced) => tracing::warn!(
-                scope = %self.scope,
-                key,
-                "body failed after its lease was taken over; nothing to release"
-            ),
-            Err(error) => tracing::warn!(
-                scope = %self.scope,
-                key,
-                %error,
-                "body failed and the claim could not be released; it expires with its lease"
-            ),
-        }
-    }
-}
-
-fn fail<R: IdempotentResult>(error: Error) -> R {
-    R::from_result(Err(error.into()))
-}
-
-fn replay<R, P>(output: &[u8]) -> R
-where
-    R: IdempotentResult,
-    P: ErrorPolicy<R::Err>,
-{
-    let decoded = envelope::decode(output).and_then(|stored| match stored {
-        Stored::Ok(payload) => envelope::decode_payload(payload).map(Ok),
-        Stored::Err(payload) => P::decode(payload).map(Err),
-        Stored::Lost(reason) => Ok(Err(Error::ResultNotStored {
-            reason: reason.to_owned(),
-        }
-        .into())),
-    });
-    match decoded {
-        Ok(result) => R::from_result(result),
-        Err(error) => fail(Error::Codec(error)),
-    }
-}
-
-/// What happens to an `Err` returned by the body.
-trait ErrorPolicy<E> {
-    /// `Some(encoded)` to store the error, `None` to release the claim.
-    fn encode(error: &E) -> Option<Result<Vec<u8>, serde_json::Error>>;
-    fn decode(payload: &[u8]) -> Result<E, CodecError>;
-}
-
-/// The default: errors release the claim, so a retry runs again.
-struct ReleaseErrors;
-
-impl<E> ErrorPolicy<E> for ReleaseErrors {
-    fn encode(_: &E) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        None
-    }
-
-    fn decode(_: &[u8]) -> Result<E, CodecError> {
-        Err(CodecError::new(
-            "the stored record holds a cached error, but this call does not cache errors \
-             (was `cache_err` removed while records were live?)",
-        ))
-    }
-}
-
-/// `cache_err`: errors are stored and replayed like results.
-struct CacheErrors;
-
-impl<E: StorableError> ErrorPolicy<E> for CacheErrors {
-    fn encode(error: &E) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        Some(envelope::encode_err(error))
-    }
-
-    fn decode(payload: &[u8]) -> Result<E, CodecError> {
-        envelope::decode_payload(payload)
     }
 }
