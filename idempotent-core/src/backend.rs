@@ -1,5 +1,7 @@
 //! The storage contract: four atomic single-key operations and a wait hint.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,56 +147,89 @@ pub trait Backend: Send + Sync {
     fn release_in_background(&self, key: &str, token: FencingToken);
 }
 
+/// The boxed future `#[async_trait]` methods return.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+// The forwarding impls hand out the inner backend's boxed future as it is:
+// written with `#[async_trait]` they would box it a second time, and every
+// store operation through `&dyn Backend` (what `#[idempotent]` uses) would
+// pay two allocations instead of one.
 macro_rules! forward_backend {
     ($($(#[$doc:meta])* $ty:ty),* $(,)?) => {$(
         $(#[$doc])*
         // Not suggested in diagnostics: "`str` is not a store" would hide
         // that the user wrote `&str`.
         #[diagnostic::do_not_recommend]
-        #[async_trait]
         impl<B: Backend + ?Sized> Backend for $ty {
-            async fn claim(
-                &self,
-                key: &str,
-                fingerprint: &Fingerprint,
+            fn claim<'s, 'k, 'f, 'async_trait>(
+                &'s self,
+                key: &'k str,
+                fingerprint: &'f Fingerprint,
                 lease: Duration,
-            ) -> Result<ClaimOutcome, BackendError> {
-                (**self).claim(key, fingerprint, lease).await
+            ) -> BoxFuture<'async_trait, Result<ClaimOutcome, BackendError>>
+            where
+                's: 'async_trait,
+                'k: 'async_trait,
+                'f: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).claim(key, fingerprint, lease)
             }
 
-            async fn complete(
-                &self,
-                key: &str,
+            fn complete<'s, 'k, 'o, 'async_trait>(
+                &'s self,
+                key: &'k str,
                 token: FencingToken,
-                output: &[u8],
+                output: &'o [u8],
                 ttl: Duration,
-            ) -> Result<CasOutcome, BackendError> {
-                (**self).complete(key, token, output, ttl).await
+            ) -> BoxFuture<'async_trait, Result<CasOutcome, BackendError>>
+            where
+                's: 'async_trait,
+                'k: 'async_trait,
+                'o: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).complete(key, token, output, ttl)
             }
 
-            async fn release(
-                &self,
-                key: &str,
+            fn release<'s, 'k, 'async_trait>(
+                &'s self,
+                key: &'k str,
                 token: FencingToken,
-            ) -> Result<CasOutcome, BackendError> {
-                (**self).release(key, token).await
+            ) -> BoxFuture<'async_trait, Result<CasOutcome, BackendError>>
+            where
+                's: 'async_trait,
+                'k: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).release(key, token)
             }
 
-            async fn renew(
-                &self,
-                key: &str,
+            fn renew<'s, 'k, 'async_trait>(
+                &'s self,
+                key: &'k str,
                 token: FencingToken,
                 lease: Duration,
-            ) -> Result<CasOutcome, BackendError> {
-                (**self).renew(key, token, lease).await
+            ) -> BoxFuture<'async_trait, Result<CasOutcome, BackendError>>
+            where
+                's: 'async_trait,
+                'k: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).renew(key, token, lease)
             }
 
-            async fn wait_for_change(
-                &self,
-                key: &str,
+            fn wait_for_change<'s, 'k, 'async_trait>(
+                &'s self,
+                key: &'k str,
                 at_most: Duration,
-            ) -> Result<(), BackendError> {
-                (**self).wait_for_change(key, at_most).await
+            ) -> BoxFuture<'async_trait, Result<(), BackendError>>
+            where
+                's: 'async_trait,
+                'k: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).wait_for_change(key, at_most)
             }
 
             fn release_in_background(&self, key: &str, token: FencingToken) {

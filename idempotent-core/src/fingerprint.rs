@@ -40,18 +40,21 @@ impl Fingerprint {
     /// Appends the digest as 64 lowercase hex digits.
     pub(crate) fn write_hex(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.reserve(64);
-        for byte in self.0 {
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0x0f)] as char);
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
         }
+        // Every byte is an ASCII hex digit, so the conversion cannot fail.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
 }
 
 /// Every digest starts from this domain tag. It names the canonical encoding's
 /// version, so a future encoding gives new digests on purpose, never by
-/// accident, and digests of other tools can never coincide with ours.
-const DOMAIN: &[u8] = b"idempotent/canonical-v1\0";
+/// accident, and digests of other tools can never coincide with ours. It is
+/// 8 bytes so that a key of up to 50 bytes still hashes in one SHA-256 block.
+const DOMAIN: &[u8] = b"idem/v1\0";
 
 /// A SHA-256 hasher primed with the domain tag.
 pub(crate) fn new_hasher() -> Sha256 {
