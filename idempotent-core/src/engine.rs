@@ -232,9 +232,10 @@ impl<B: Backend> Idempotency<B> {
                 Ok(CasOutcome::Fenced) => {
                     stats::FENCED.increment();
                     tracing::warn!(
-                        "this call's lease expired and another call took the key over: its \
-                         result was not stored (the other call's stands) and goes to this \
-                         caller only"
+                        "this call's claim expired before its result could be stored (another \
+                         call took the key over, or the store forgot the claim): the result goes \
+                         to this caller only, and a retry either replays the other call's result \
+                         or runs the body again"
                     );
                     return Completion::Fenced;
                 }

@@ -67,9 +67,9 @@ where
                 Ok(CasOutcome::Fenced) => {
                     stats::LEASES_LOST.increment();
                     tracing::warn!(
-                        "lost the lease: the claim expired and another call took it over \
-                         (this holder stalled past its lease); this call finishes, but its \
-                         result will not be stored"
+                        "lost the claim: it expired while this holder could not renew it, and \
+                         another call took it over or the store forgot it; this call finishes, \
+                         but its result will not be stored"
                     );
                     return (body.await, held);
                 }

@@ -68,10 +68,14 @@ pub struct Stats {
     pub abandoned: u64,
     /// Lease renewals that failed to reach the store.
     pub renew_failures: u64,
-    /// Renewals that found the claim taken over: the holder stalled past its
-    /// lease and its result will not be stored.
+    /// Renewals that found the claim gone: the holder could not renew it for
+    /// a whole lease (stalled, or the store was unreachable), and another call
+    /// took it over or the store forgot it. Its result will not be stored.
     pub leases_lost: u64,
-    /// Completions or releases refused because another call took the key over.
+    /// Completions or releases refused because the claim was no longer this
+    /// call's (taken over, or forgotten by the store). A fenced completion
+    /// means this call's result was not stored: alert on it together with
+    /// `results_not_stored`.
     pub fenced: u64,
     /// Completions retried after a store failure.
     pub complete_retries: u64,
