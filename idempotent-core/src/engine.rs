@@ -202,7 +202,7 @@ impl<B: Backend> Idempotency<B> {
             reason,
             "the body ran but its result cannot be stored; retries will get ResultNotStored"
         );
-        let marker = envelope::encode_not_stored(reason);
+        let marker = envelope::encode_not_stored(shortened(reason));
         if let Completion::TooLarge(error) =
             self.complete_with_retries(key, token, held, &marker).await
         {
@@ -284,6 +284,20 @@ impl<B: Backend> Idempotency<B> {
             ),
         }
     }
+}
+
+/// The reason kept in a not-stored marker: short, so the marker fits a store
+/// whose output limit refused the result itself.
+fn shortened(reason: &str) -> &str {
+    const MAX_REASON_BYTES: usize = 200;
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// How storing a result ended.

@@ -1,0 +1,212 @@
+//! `IdempotencyLayer`: the public builder of the layer's settings, and the
+//! tower `Layer` that wraps a service with them.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderName, Method, StatusCode};
+use idempotent_core::{default_backend, Backend};
+use tower_layer::Layer;
+
+use crate::config::{title_case, Config};
+use crate::IdempotencyService;
+
+/// A tower [`Layer`] that makes requests carrying an `Idempotency-Key` header
+/// safe to retry: the first request with a key runs the inner service; a
+/// retry with the same key and the same request gets the stored response
+/// back, marked `Idempotent-Replayed: true`, without running it again.
+///
+/// It follows the IETF draft (draft-ietf-httpapi-idempotency-key-header):
+///
+/// | request | answer |
+/// | --- | --- |
+/// | method not configured (default: only POST and PATCH apply) | passed through |
+/// | no key | passed through, or 400 when [`required`](Self::required) |
+/// | key malformed, repeated, or longer than [`max_key_len`](Self::max_key_len) | 400 |
+/// | body over [`max_body_bytes`](Self::max_body_bytes) | 413 |
+/// | new key | runs the inner service; its response is stored (see [`store_if`](Self::store_if)) |
+/// | key seen, same request, response stored | the stored response, `Idempotent-Replayed: true` |
+/// | key seen, same request, still running | 409 with `Retry-After` (or waits: [`wait`](Self::wait)) |
+/// | key seen with another method, path, query, body or fingerprinted header | 422 |
+/// | store unreachable | 503 with `Retry-After`; the inner service does not run |
+///
+/// Every answer of the layer itself is an RFC 9457 `application/problem+json`
+/// document. Each request runs through the `idempotent_core` runtime, so its
+/// guarantees hold here too: the claim is renewed while the handler runs,
+/// released if the request is cancelled or the handler panics, and fenced
+/// if a stalled holder lost its lease.
+///
+/// Keys are per client once [`client_id`](Self::client_id) is set (without
+/// it, all clients share one key space), and per [`scope`](Self::scope).
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::post, Router};
+/// use idempotent_core::MemoryBackend;
+/// use idempotent_http::IdempotencyLayer;
+///
+/// # #[derive(Clone)] struct Account(String);
+/// let app: Router = Router::new()
+///     .route("/payments", post(|| async { "charged" }))
+///     .layer(
+///         IdempotencyLayer::new(MemoryBackend::new())
+///             .required(true)
+///             .ttl(Duration::from_secs(24 * 60 * 60))
+///             // Set by your authentication middleware, which runs first.
+///             .client_id(|request| {
+///                 request.extensions.get::<Account>().map(|account| account.0.clone())
+///             }),
+///     );
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct IdempotencyLayer {
+    config: Arc<Config>,
+}
+
+impl IdempotencyLayer {
+    /// A layer storing its records in `backend`: a `MemoryBackend` for one
+    /// process, a `RedisBackend` (or an `Arc` of any store) to share them
+    /// between processes.
+    pub fn new(backend: impl Backend + 'static) -> Self {
+        Self::from_arc(Arc::new(backend))
+    }
+
+    /// A layer on a shared store.
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            config: Arc::new(Config::new(backend)),
+        }
+    }
+
+    /// A layer on the process default store (see
+    /// [`set_default_backend`](idempotent_core::set_default_backend)), the
+    /// one `#[idempotent]` functions use too.
+    pub fn with_default_backend() -> Self {
+        Self::new(default_backend())
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The header carrying the key. Default: `Idempotency-Key`.
+    pub fn header(self, name: HeaderName) -> Self {
+        self.with(|config| {
+            config.header_title = title_case(&name);
+            config.header = name;
+        })
+    }
+
+    /// The methods the layer applies to; others pass through. Default: POST
+    /// and PATCH, as the draft suggests (PUT and DELETE are idempotent by
+    /// definition, GET is safe).
+    pub fn methods(self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.with(|config| config.methods = methods.into_iter().collect())
+    }
+
+    /// Whether a request of an applicable method without a key is refused
+    /// (400) instead of passed through. Default: `false`.
+    pub fn required(self, required: bool) -> Self {
+        self.with(|config| config.required = required)
+    }
+
+    /// Adds a request header to the fingerprint (besides method, path, query
+    /// and body): the same key with another value of it is a 422. Use it for
+    /// headers that change the request's meaning, such as `Content-Type` or
+    /// an API version.
+    pub fn fingerprint_header(self, name: HeaderName) -> Self {
+        self.with(|config| config.fingerprint_headers.push(name))
+    }
+
+    /// Adds a response header to the ones stored and replayed. Default:
+    /// `Content-Type`, `Content-Language`, `Content-Location`, `Location`,
+    /// `ETag`, `Last-Modified`. Others (`Set-Cookie`, request ids) reach the
+    /// first caller only.
+    pub fn store_header(self, name: HeaderName) -> Self {
+        self.with(|config| config.stored_headers.push(name))
+    }
+
+    /// Which response statuses are stored and replayed; the others release
+    /// the key so a retry runs again. Default:
+    /// [`default_store_policy`](crate::default_store_policy) (2xx, 3xx and
+    /// 4xx stored except 408, 425 and 429; 5xx released), which documents why.
+    pub fn store_if(self, policy: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        self.with(|config| config.store_if = Arc::new(policy))
+    }
+
+    /// Scopes keys per client: `extractor` returns the client's identity
+    /// (typically the authenticated account, put in the request's extensions
+    /// by an authentication layer that runs first), so one client can never
+    /// replay another client's response by sending its key. Requests for
+    /// which it returns `None` share one anonymous key space, apart from
+    /// every client's.
+    pub fn client_id(
+        self,
+        extractor: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|config| config.client_id = Some(Arc::new(extractor)))
+    }
+
+    /// The longest key accepted, in bytes; longer ones get a 400. Default: 255.
+    pub fn max_key_len(self, max: usize) -> Self {
+        self.with(|config| config.max_key_len = max)
+    }
+
+    /// The largest request body accepted with a key, in bytes; larger ones
+    /// get a 413 (such bodies are buffered to be fingerprinted). Default: 1 MiB.
+    pub fn max_body_bytes(self, max: usize) -> Self {
+        self.with(|config| config.max_body_bytes = max)
+    }
+
+    /// The namespace of the records in the store. Default: `idempotent-http`.
+    /// Give each application sharing a store its own.
+    pub fn scope(self, scope: impl Into<Cow<'static, str>>) -> Self {
+        let scope = scope.into();
+        self.with(|config| config.scope = scope)
+    }
+
+    /// How long a stored response is replayed. Default: 24 hours.
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.with(|config| config.ttl = ttl)
+    }
+
+    /// How long a claim lives without renewal; it is renewed every
+    /// `lease / 3` while the handler runs, so this bounds how long a crashed
+    /// server blocks a key, not how long a handler may take. Default: 30 s.
+    pub fn lease(self, lease: Duration) -> Self {
+        self.with(|config| config.lease = lease)
+    }
+
+    /// Lets a duplicate that arrives while the first request runs wait up to
+    /// `wait` for its response (then replayed to it) instead of getting a 409
+    /// at once. Default: no wait, as the draft describes.
+    pub fn wait(self, wait: Duration) -> Self {
+        self.with(|config| config.wait = Some(wait).filter(|wait| !wait.is_zero()))
+    }
+
+    /// The `Retry-After` sent with a 409 or 503 (rounded to whole seconds, at
+    /// least one). Default: 1 s.
+    pub fn retry_after(self, delay: Duration) -> Self {
+        self.with(|config| config.retry_after = delay)
+    }
+
+    /// The base of the problem documents' `type` URIs, each `{base}#{slug}`,
+    /// to point clients at your own documentation. Default: this crate's
+    /// README, which lists the slugs.
+    pub fn problem_type_base(self, base: impl Into<String>) -> Self {
+        let base = base.into();
+        self.with(|config| config.problem_type_base = base)
+    }
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = IdempotencyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdempotencyService::new(inner, Arc::clone(&self.config))
+    }
+}

@@ -1,0 +1,165 @@
+//! The application under test: an axum server on a free loopback port, with
+//! handlers that count how often they really ran, behind the layer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Json, Router};
+use idempotent_core::Backend;
+use idempotent_http::IdempotencyLayer;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// The limits every test server runs with, small enough to test cheaply.
+pub const MAX_BODY_BYTES: usize = 1024;
+pub const MAX_KEY_LEN: usize = 64;
+/// The request header the test's client extractor reads as the account; a
+/// real application would read what its authentication layer established.
+pub const ACCOUNT: &str = "x-account";
+
+/// A handler held until the test lets it finish.
+#[derive(Default)]
+pub struct Gate {
+    entered: Notify,
+    release: Notify,
+}
+
+impl Gate {
+    /// Waits until a held handler has started.
+    pub async fn entered(&self) {
+        self.entered.notified().await;
+    }
+
+    /// Lets one held handler finish.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    runs: Mutex<HashMap<&'static str, usize>>,
+    gate: Gate,
+}
+
+impl Shared {
+    fn run(&self, handler: &'static str) -> usize {
+        let mut runs = self.runs.lock().unwrap();
+        let count = runs.entry(handler).or_default();
+        *count += 1;
+        *count
+    }
+}
+
+/// A running test server; stopped when dropped.
+pub struct TestServer {
+    pub base: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Serves the test routes behind the base layer on `backend`, adjusted by
+    /// `configure`.
+    pub async fn start(
+        backend: Arc<dyn Backend>,
+        configure: impl FnOnce(IdempotencyLayer) -> IdempotencyLayer,
+    ) -> TestServer {
+        let layer = IdempotencyLayer::from_arc(backend)
+            .max_body_bytes(MAX_BODY_BYTES)
+            .max_key_len(MAX_KEY_LEN)
+            .client_id(|request| {
+                let account = request.headers.get(ACCOUNT)?;
+                Some(account.to_str().ok()?.to_owned())
+            });
+        let shared = Arc::new(Shared::default());
+        let router = Router::new()
+            .route("/payments", any(payments))
+            .route("/held", post(held))
+            .route("/flaky", post(flaky))
+            .route("/declined", post(declined))
+            .route("/throttled", post(throttled))
+            .layer(configure(layer))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        TestServer { base, shared, task }
+    }
+
+    /// How often `handler` really ran.
+    pub fn runs(&self, handler: &str) -> usize {
+        let runs = self.shared.runs.lock().unwrap();
+        runs.get(handler).copied().unwrap_or(0)
+    }
+
+    /// The gate of the `/held` handler.
+    pub fn gate(&self) -> &Gate {
+        &self.shared.gate
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// 201 with a JSON receipt, a `Location`, and two headers that must reach the
+/// first caller only (a request id and a cookie).
+async fn payments(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let run = shared.run("payments");
+    let receipt = json!({ "payment": run, "request": String::from_utf8_lossy(&body) });
+    let headers = [
+        (LOCATION, format!("/payments/{run}")),
+        (SET_COOKIE, format!("session=s{run}")),
+    ];
+    (
+        StatusCode::CREATED,
+        headers,
+        [("x-request-id", format!("req-{run}"))],
+        Json(receipt),
+    )
+        .into_response()
+}
+
+/// Like `payments`, but holds until the test releases it.
+async fn held(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("held");
+    shared.gate.entered.notify_one();
+    shared.gate.release.notified().await;
+    (StatusCode::CREATED, Json(json!({ "held": run }))).into_response()
+}
+
+/// Fails with a 500 on its first run, as a handler whose database was
+/// briefly down, and succeeds afterwards.
+async fn flaky(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.run("flaky") {
+        1 => (StatusCode::INTERNAL_SERVER_ERROR, "database unavailable").into_response(),
+        run => (StatusCode::CREATED, Json(json!({ "flaky": run }))).into_response(),
+    }
+}
+
+/// A business refusal: a 4xx that is the operation's answer.
+async fn declined(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("declined");
+    let refusal = json!({ "error": "card declined", "run": run });
+    (StatusCode::PAYMENT_REQUIRED, Json(refusal)).into_response()
+}
+
+/// A rate limit: a 4xx that asks the client to retry.
+async fn throttled(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("throttled");
+    (StatusCode::TOO_MANY_REQUESTS, format!("slow down ({run})")).into_response()
+}

@@ -1,0 +1,371 @@
+//! The cases of the suite. Each starts a server on the given store, talks to
+//! it over HTTP and checks both the answers and how often handlers ran.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+
+use super::app::{TestServer, MAX_BODY_BYTES, MAX_KEY_LEN};
+use super::client::{post, request, Client};
+use super::Store;
+
+async fn serve(store: &Store) -> (TestServer, Client) {
+    serve_with(store, |layer| layer).await
+}
+
+async fn serve_with(
+    store: &Store,
+    configure: impl FnOnce(idempotent_http::IdempotencyLayer) -> idempotent_http::IdempotencyLayer,
+) -> (TestServer, Client) {
+    let server = TestServer::start(Arc::clone(&store.backend), configure).await;
+    let client = Client::new(&server.base);
+    (server, client)
+}
+
+pub async fn replay_carries_the_marker_the_status_the_allowed_headers_and_the_body(store: Store) {
+    let (server, client) = serve(&store).await;
+    let payment = post("/payments", r#"{"amount":1999}"#).key("\"pay-1\"");
+
+    let first = client.send(&payment).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert!(!first.replayed(), "the first answer is not a replay");
+    // The first caller gets the whole response, per-response headers included.
+    assert_eq!(first.header("x-request-id"), Some("req-1"));
+    assert_eq!(first.header("set-cookie"), Some("session=s1"));
+
+    for _ in 0..3 {
+        let retry = client.send(&payment).await;
+        assert_eq!(retry.status, 201);
+        assert!(retry.replayed(), "{retry:?}");
+        assert_eq!(retry.body, first.body);
+        assert_eq!(retry.header("content-type"), Some("application/json"));
+        assert_eq!(retry.header("location"), Some("/payments/1"));
+        // Not on the allow-list: never replayed to anyone else.
+        assert_eq!(retry.header("x-request-id"), None);
+        assert_eq!(retry.header("set-cookie"), None);
+    }
+    assert_eq!(server.runs("payments"), 1);
+}
+
+pub async fn quoted_and_plain_keys_are_the_same_key(store: Store) {
+    let (server, client) = serve(&store).await;
+    let body = r#"{"amount":5}"#;
+    let first = client
+        .send(&post("/payments", body).key("\"a1:b/c\""))
+        .await;
+    assert_eq!(first.status, 201);
+    let plain = client.send(&post("/payments", body).key("a1:b/c")).await;
+    assert!(plain.replayed(), "{plain:?}");
+    assert_eq!(plain.body, first.body);
+    assert_eq!(server.runs("payments"), 1);
+}
+
+pub async fn a_request_without_a_key_passes_through(store: Store) {
+    let (server, client) = serve(&store).await;
+    for run in 1..=2 {
+        let reply = client.send(&post("/payments", "{}")).await;
+        assert_eq!(reply.status, 201);
+        assert!(!reply.replayed());
+        assert_eq!(server.runs("payments"), run);
+    }
+}
+
+pub async fn a_required_key_that_is_missing_is_400(store: Store) {
+    let (server, client) = serve_with(&store, |layer| layer.required(true)).await;
+    let reply = client.send(&post("/payments", "{}")).await;
+    let problem = reply.problem(400, "key-missing");
+    assert_eq!(problem["title"], "Idempotency-Key is missing");
+    assert_eq!(server.runs("payments"), 0);
+    // Methods the layer does not apply to need no key.
+    let get = client.send(&request(Method::GET, "/payments", "")).await;
+    assert_eq!(get.status, 201);
+}
+
+pub async fn malformed_and_repeated_keys_are_400(store: Store) {
+    let (server, client) = serve(&store).await;
+    for key in [
+        "\"unterminated",
+        "two words",
+        "\"\"",
+        "\"x\";param=1",
+        "semi;colon",
+    ] {
+        let reply = client.send(&post("/payments", "{}").key(key)).await;
+        let problem = reply.problem(400, "key-invalid");
+        assert_eq!(problem["title"], "Idempotency-Key is invalid", "{key}");
+    }
+    let repeated = post("/payments", "{}").key("one").key("two");
+    let problem = client.send(&repeated).await.problem(400, "key-invalid");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("more than once"), "{detail}");
+    assert_eq!(server.runs("payments"), 0);
+}
+
+pub async fn a_key_over_the_length_limit_is_400(store: Store) {
+    let (server, client) = serve(&store).await;
+    let longest = "k".repeat(MAX_KEY_LEN);
+    let reply = client.send(&post("/payments", "{}").key(&longest)).await;
+    assert_eq!(reply.status, 201, "a key of exactly the limit is fine");
+    let too_long = "k".repeat(MAX_KEY_LEN + 1);
+    let reply = client.send(&post("/payments", "{}").key(&too_long)).await;
+    let problem = reply.problem(400, "key-too-long");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&MAX_KEY_LEN.to_string()), "{detail}");
+    assert_eq!(server.runs("payments"), 1);
+}
+
+pub async fn a_body_over_the_limit_is_413_and_the_handler_does_not_run(store: Store) {
+    let (server, client) = serve(&store).await;
+    let at_limit = "x".repeat(MAX_BODY_BYTES);
+    let reply = client
+        .send(&post("/payments", &at_limit).key("big-0"))
+        .await;
+    assert_eq!(reply.status, 201, "a body of exactly the limit is fine");
+
+    let over = "x".repeat(MAX_BODY_BYTES + 1);
+    let reply = client.send(&post("/payments", &over).key("big-1")).await;
+    let problem = reply.problem(413, "body-too-large");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&MAX_BODY_BYTES.to_string()), "{detail}");
+
+    // Without a Content-Length the limit stops the body while it is read.
+    let status = client
+        .post_chunked("/payments", "big-2", 4 * MAX_BODY_BYTES)
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(server.runs("payments"), 1);
+
+    // Nothing was claimed for the refused keys: fixed, they run.
+    let reply = client.send(&post("/payments", "{}").key("big-1")).await;
+    assert_eq!(reply.status, 201);
+    assert!(!reply.replayed());
+}
+
+pub async fn the_key_with_another_body_path_or_query_is_422(store: Store) {
+    let (server, client) = serve(&store).await;
+    let first = client
+        .send(&post("/payments", r#"{"amount":100}"#).key("k"))
+        .await;
+    assert_eq!(first.status, 201);
+    for other in [
+        post("/payments", r#"{"amount":999}"#),
+        post("/payments?currency=eur", r#"{"amount":100}"#),
+        post("/declined", r#"{"amount":100}"#),
+        request(Method::PATCH, "/payments", r#"{"amount":100}"#),
+    ] {
+        let reply = client.send(&other.key("k")).await;
+        let problem = reply.problem(422, "key-reused");
+        assert_eq!(problem["title"], "Idempotency-Key is already used");
+    }
+    assert_eq!(server.runs("payments"), 1);
+    assert_eq!(server.runs("declined"), 0);
+    // The original request still replays.
+    let retry = client
+        .send(&post("/payments", r#"{"amount":100}"#).key("k"))
+        .await;
+    assert!(retry.replayed());
+}
+
+pub async fn configured_headers_join_the_fingerprint(store: Store) {
+    let (server, client) = serve_with(&store, |layer| {
+        layer.fingerprint_header(http::HeaderName::from_static("x-api-version"))
+    })
+    .await;
+    let v1 = post("/payments", "{}")
+        .key("versioned")
+        .header("x-api-version", "1");
+    assert_eq!(client.send(&v1).await.status, 201);
+    assert!(client.send(&v1).await.replayed());
+    let v2 = post("/payments", "{}")
+        .key("versioned")
+        .header("x-api-version", "2");
+    client.send(&v2).await.problem(422, "key-reused");
+    // Headers outside the fingerprint do not matter.
+    let other = v1.header("x-trace", "abc");
+    assert!(client.send(&other).await.replayed());
+    assert_eq!(server.runs("payments"), 1);
+}
+
+pub async fn a_duplicate_while_the_first_runs_is_409_with_retry_after(store: Store) {
+    let (server, client) =
+        serve_with(&store, |layer| layer.retry_after(Duration::from_secs(2))).await;
+    let request = post("/held", "{}").key("held-1");
+    let first = tokio::spawn({
+        let (client, request) = (client.clone(), request.clone());
+        async move { client.send(&request).await }
+    });
+    server.gate().entered().await;
+
+    let duplicate = client.send(&request).await;
+    let problem = duplicate.problem(409, "request-in-progress");
+    assert_eq!(
+        problem["title"],
+        "A request is outstanding for this Idempotency-Key"
+    );
+    assert_eq!(duplicate.header("retry-after"), Some("2"));
+
+    server.gate().release();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 201);
+    assert!(!first.replayed());
+    let retry = client.send(&request).await;
+    assert!(retry.replayed());
+    assert_eq!(retry.body, first.body);
+    assert_eq!(server.runs("held"), 1);
+}
+
+pub async fn fifty_concurrent_duplicates_run_once_and_the_others_get_409(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/held", r#"{"amount":50}"#).key("burst");
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..50 {
+        let (client, request, answers) = (client.clone(), request.clone(), answers.clone());
+        tokio::spawn(async move { answers.send(client.send(&request).await).unwrap() });
+    }
+    // The handler that claimed the key is held until every duplicate has
+    // been answered, so none of them can see a finished request.
+    server.gate().entered().await;
+    for _ in 0..49 {
+        let reply = answered.recv().await.unwrap();
+        reply.problem(409, "request-in-progress");
+    }
+    server.gate().release();
+    let winner = answered.recv().await.unwrap();
+    assert_eq!(winner.status, 201);
+    assert!(!winner.replayed());
+    assert_eq!(server.runs("held"), 1);
+    // Each of them, retried, now gets the one response.
+    let retry = client.send(&request).await;
+    assert!(retry.replayed());
+    assert_eq!(retry.body, winner.body);
+}
+
+pub async fn fifty_concurrent_duplicates_with_wait_all_get_the_one_response(store: Store) {
+    let (server, client) = serve_with(&store, |layer| layer.wait(Duration::from_secs(20))).await;
+    let request = post("/held", r#"{"amount":50}"#).key("burst-wait");
+    let duplicates: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, request) = (client.clone(), request.clone());
+            tokio::spawn(async move { client.send(&request).await })
+        })
+        .collect();
+    server.gate().entered().await;
+    // Give the duplicates time to reach the server and start waiting; a
+    // late one simply finds the stored response, which is just as good.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.gate().release();
+    let mut replies = Vec::new();
+    for duplicate in duplicates {
+        replies.push(duplicate.await.unwrap());
+    }
+    assert!(
+        replies.iter().all(|reply| reply.status == 201),
+        "{replies:?}"
+    );
+    assert!(replies.iter().all(|reply| reply.body == replies[0].body));
+    assert_eq!(replies.iter().filter(|reply| !reply.replayed()).count(), 1);
+    assert_eq!(server.runs("held"), 1);
+}
+
+pub async fn a_server_error_releases_the_key_so_the_retry_runs(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/flaky", "{}").key("flaky-1");
+    let failed = client.send(&request).await;
+    assert_eq!(failed.status, 500);
+    assert_eq!(failed.body, "database unavailable");
+    assert!(!failed.replayed());
+
+    let retry = client.send(&request).await;
+    assert_eq!(retry.status, 201, "the 500 was not stored: {retry:?}");
+    assert!(!retry.replayed());
+    assert_eq!(server.runs("flaky"), 2);
+
+    let again = client.send(&request).await;
+    assert!(again.replayed());
+    assert_eq!(again.body, retry.body);
+    assert_eq!(server.runs("flaky"), 2);
+}
+
+pub async fn client_errors_are_stored_and_replayed(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/declined", r#"{"card":"4000"}"#).key("declined-1");
+    let first = client.send(&request).await;
+    assert_eq!(first.status, 402);
+    let retry = client.send(&request).await;
+    assert_eq!(retry.status, 402);
+    assert!(retry.replayed());
+    assert_eq!(retry.body, first.body);
+    assert_eq!(server.runs("declined"), 1);
+}
+
+pub async fn a_429_is_not_stored(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/throttled", "{}").key("throttled-1");
+    for run in 1..=2 {
+        let reply = client.send(&request).await;
+        assert_eq!(reply.status, 429);
+        assert!(!reply.replayed());
+        assert_eq!(server.runs("throttled"), run);
+    }
+}
+
+pub async fn keys_are_scoped_per_client(store: Store) {
+    let (server, client) = serve(&store).await;
+    let body = r#"{"amount":10}"#;
+    let alice = client
+        .send(&post("/payments", body).key("shared").account("alice"))
+        .await;
+    assert_eq!(alice.status, 201);
+
+    // Bob sends Alice's key with Alice's request: his own run, not her receipt.
+    let bob = client
+        .send(&post("/payments", body).key("shared").account("bob"))
+        .await;
+    assert_eq!(bob.status, 201);
+    assert!(!bob.replayed());
+    assert_ne!(bob.body, alice.body);
+    // With another body: still his own key space, so no 422 that would tell
+    // him the key is in use.
+    let bob_other = post("/payments", r#"{"amount":99}"#)
+        .key("shared2")
+        .account("bob");
+    assert_eq!(client.send(&bob_other).await.status, 201);
+    let alice_other = post("/payments", r#"{"amount":1}"#)
+        .key("shared2")
+        .account("alice");
+    assert_eq!(client.send(&alice_other).await.status, 201);
+    // Requests without an account are apart from every account too.
+    let anonymous = client.send(&post("/payments", body).key("shared")).await;
+    assert!(!anonymous.replayed());
+    assert_eq!(server.runs("payments"), 5);
+
+    // Each client's retry replays its own response.
+    let alice_retry = client
+        .send(&post("/payments", body).key("shared").account("alice"))
+        .await;
+    assert!(alice_retry.replayed());
+    assert_eq!(alice_retry.body, alice.body);
+    let bob_retry = client
+        .send(&post("/payments", body).key("shared").account("bob"))
+        .await;
+    assert_eq!(bob_retry.body, bob.body);
+    assert_eq!(server.runs("payments"), 5);
+}
+
+pub async fn only_post_and_patch_apply_by_default(store: Store) {
+    let (server, client) = serve(&store).await;
+    let patch = request(Method::PATCH, "/payments", r#"{"note":"x"}"#).key("patch-1");
+    assert_eq!(client.send(&patch).await.status, 201);
+    assert!(client.send(&patch).await.replayed());
+    assert_eq!(server.runs("payments"), 1);
+    for method in [Method::PUT, Method::DELETE, Method::GET] {
+        let other = request(method.clone(), "/payments", "").key("other-1");
+        for _ in 0..2 {
+            let reply = client.send(&other).await;
+            assert_eq!(reply.status, 201, "{method}");
+            assert!(!reply.replayed(), "{method} passes through");
+        }
+    }
+    assert_eq!(server.runs("payments"), 7);
+}

@@ -1,0 +1,182 @@
+//! A real HTTP client (reqwest) for the test server, and a raw one for what
+//! reqwest cannot send (a chunked body of unknown length).
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request to send.
+#[derive(Clone)]
+pub struct Send {
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A POST of `body` to `path`.
+pub fn post(path: &str, body: &str) -> Send {
+    request(Method::POST, path, body)
+}
+
+pub fn request(method: Method, path: &str, body: &str) -> Send {
+    Send {
+        method,
+        path: path.to_owned(),
+        headers: Vec::new(),
+        body: body.to_owned(),
+    }
+}
+
+impl Send {
+    /// With an `Idempotency-Key` header of exactly `value` (quoted or not).
+    pub fn key(self, value: &str) -> Self {
+        self.header("idempotency-key", value)
+    }
+
+    /// As the client `account`.
+    pub fn account(self, account: &str) -> Self {
+        self.header(super::app::ACCOUNT, account)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// Whether it carries `Idempotent-Replayed: true`.
+    pub fn replayed(&self) -> bool {
+        match self.headers.get("idempotent-replayed") {
+            None => false,
+            Some(value) => {
+                assert_eq!(value, "true", "the only replay marker value is `true`");
+                true
+            }
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
+    }
+
+    /// Checks that this is an RFC 9457 problem of `status` whose `type` ends
+    /// in `#slug`, and returns the document.
+    pub fn problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header(CONTENT_TYPE.as_str()),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let problem = self.json();
+        let kind = problem["type"].as_str().expect("a `type`");
+        assert!(
+            kind.ends_with(&format!("#{slug}")),
+            "type {kind}, expected #{slug}"
+        );
+        assert!(
+            kind.starts_with("https://"),
+            "type {kind} is an absolute URI"
+        );
+        assert!(!problem["title"].as_str().expect("a `title`").is_empty());
+        assert!(!problem["detail"].as_str().expect("a `detail`").is_empty());
+        assert_eq!(problem["status"], status);
+        assert!(
+            !self.replayed(),
+            "the layer's own answers are never replays"
+        );
+        problem
+    }
+}
+
+/// A client of one test server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the HTTP client");
+        Client {
+            http,
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn send(&self, request: &Send) -> Reply {
+        let mut builder = self
+            .http
+            .request(
+                request.method.clone(),
+                format!("{}{}", self.base, request.path),
+            )
+            .header(CONTENT_TYPE, "application/json")
+            .body(request.body.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .send()
+            .await
+            .expect("the request reaches the server");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.expect("a readable body"),
+        }
+    }
+
+    /// Sends a POST with a chunked body of `size` bytes (no `Content-Length`,
+    /// so the limit must stop it while reading) and returns the status.
+    pub async fn post_chunked(&self, path: &str, key: &str, size: usize) -> u16 {
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nIdempotency-Key: {key}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The server may answer and close before it read everything, so
+        // write errors past the limit are expected and ignored.
+        let chunk = vec![b'x'; 256];
+        for _ in 0..size.div_ceil(chunk.len()) {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            if stream.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let status_line = answer.lines().next().unwrap_or_default();
+        status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|status| status.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
+    }
+}
