@@ -1,1 +1,67 @@
-//! Being written.
+//! Postgres store for `idempotent`: idempotency records in a table next to
+//! your data, and calls whose database writes commit with their record.
+//!
+//! ```no_run
+//! use idempotent_core::{idempotent, set_default_backend, Error};
+//! use idempotent_postgres::PostgresBackend;
+//!
+//! #[idempotent(key = order_id, ttl = "24h", wait = "10s")]
+//! async fn charge(order_id: String, amount: u64) -> Result<String, Error> {
+//!     Ok(format!("charged {amount} for {order_id}"))
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresBackend::connect("postgres://app@127.0.0.1/app").await?;
+//! store.migrate().await?;
+//! // One line at start-up swaps the store; no annotated function changes.
+//! set_default_backend(store)?;
+//! charge("order-7".into(), 1999).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each store operation is one SQL statement on one row, timed by the
+//! database's clock; complete, release and renew are fenced on the claim's
+//! token. [`PostgresBackend::transactional`] runs a body in a transaction
+//! that also stores its result, so its writes and the record commit
+//! together: exactly once, even across crashes.
+//!
+//! The driver is `tokio-postgres`, pooled by `deadpool-postgres`; both are
+//! re-exported, so their versions always match this crate's.
+//!
+//! Contents:
+//! - `backend.rs`: [`PostgresBackend`] and its configuration;
+//!   `operations.rs`: its `Backend` operations.
+//! - `sql.rs`: the statements; `claim.rs`: reading the claim's answer.
+//! - `migrate.rs`: the table; `names.rs`: its quoted name.
+//! - `purge.rs`: [`PostgresBackend::purge_expired`] and the [`Reaper`].
+//! - `transactional.rs`: [`Transactional`], claiming and answering;
+//!   `transactional/commit.rs`: the body's transaction and its commit;
+//!   `transactional/renewal.rs`: the lease upkeep meanwhile;
+//!   `transactional/envelope.rs`: the stored result's encoding, shared with
+//!   the runtime.
+//! - `error.rs`: driver errors as `BackendError`s.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod claim;
+mod error;
+mod migrate;
+mod names;
+mod operations;
+mod purge;
+mod sql;
+mod transactional;
+
+pub use crate::backend::{
+    PostgresBackend, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE,
+};
+pub use crate::names::{DEFAULT_SCHEMA, DEFAULT_TABLE};
+pub use crate::purge::Reaper;
+pub use crate::transactional::Transactional;
+
+/// The connection pool this crate uses, for [`PostgresBackend::from_pool`].
+pub use deadpool_postgres;
+/// The driver, for the transactional mode's [`Transaction`](tokio_postgres::Transaction).
+pub use tokio_postgres;

@@ -23,6 +23,7 @@
 //! Contents:
 //! - [`RedisServer`] and [`RedisOptions`] (`redis_server.rs`): one private server.
 //! - [`RedisCluster`] (`redis_cluster.rs`): three private servers joined into a cluster.
+//! - [`postgres`]: a private PostgreSQL server (`initdb` + `postgres`) in a temporary directory.
 //! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
 //! - `ports.rs`: free loopback ports.
 //! - `process.rs`: spawning, signalling and reaping the server process.
@@ -37,6 +38,7 @@ mod binaries;
 mod connection;
 mod info;
 mod ports;
+pub mod postgres;
 mod process;
 mod readiness;
 mod redis_cluster;

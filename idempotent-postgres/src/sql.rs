@@ -1,0 +1,194 @@
+//! The SQL of each store operation: one statement each, run on the pool
+//! (claim, complete, release, renew, purge) or in the caller's transaction
+//! (complete, in the transactional mode).
+//!
+//! Every statement reads the time from the database, as
+//! `statement_timestamp()`: one reading per statement (so every comparison
+//! in it agrees), taken when the statement starts, also inside a longer
+//! transaction (where `now()` would be the transaction's start). App servers
+//! with skewed clocks therefore agree on every lease and expiry.
+//!
+//! A row is `running` (a claim: `token`, `lease_until`) or `completed`
+//! (`output`), and counts as absent from `expires_at` on: two leases after
+//! a claim or renewal (so a lapsed lease can still be told apart from a new
+//! request for one more lease), `ttl` after completion. Expired rows are
+//! overwritten by the next claim and deleted by `purge_expired`.
+
+use std::time::Duration;
+
+use crate::names::Table;
+
+/// The longest lease or ttl written: 100 years. Longer durations are capped,
+/// so `now + duration` always fits a `timestamptz`.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// A duration in whole milliseconds for a `$n::bigint * interval '1 ms'`
+/// parameter: at least 1 (a zero lease would be born expired), at most
+/// [`MAX_DURATION`].
+pub(crate) fn millis(duration: Duration) -> i64 {
+    let capped = duration.min(MAX_DURATION).as_millis();
+    i64::try_from(capped).unwrap_or(i64::MAX).max(1)
+}
+
+/// The statements for one table, built once per backend.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) claim: String,
+    pub(crate) complete: String,
+    pub(crate) release: String,
+    pub(crate) renew: String,
+    pub(crate) purge: String,
+}
+
+impl Statements {
+    pub(crate) fn for_table(table: &Table) -> Self {
+        Self {
+            claim: claim(table),
+            complete: complete(table),
+            release: release(table),
+            renew: renew(table),
+            purge: purge(table),
+        }
+    }
+}
+
+/// `$1` key, `$2` fingerprint, `$3` lease (ms).
+///
+/// The `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent,
+/// when its row expired (it counts as absent: `took_over` false), or when it
+/// is a claim with the same fingerprint whose lease ran out (a takeover:
+/// `took_over` true). The token comes from the column's identity sequence,
+/// so each claim of a table gets a new, larger one.
+///
+/// When the update's `WHERE` refuses, nothing is written and the statement
+/// instead returns the row found, read from the statement's snapshot. That
+/// snapshot may predate a row another claim committed meanwhile (the
+/// conflict check waits for it, the snapshot does not see it); then the row
+/// read is missing or looks claimable, and the caller runs the statement
+/// again (see `claim.rs`). A row that shows a live claim, a completed record
+/// or another fingerprint is a true answer as of the snapshot, at which this
+/// statement wrote nothing.
+fn claim(t: &Table) -> String {
+    format!(
+        "WITH claimed AS (
+    INSERT INTO {t} AS r (key, fingerprint, state, lease_until, expires_at)
+    VALUES ($1, $2, 'running',
+            statement_timestamp() + $3::bigint * interval '1 millisecond',
+            statement_timestamp() + 2 * $3::bigint * interval '1 millisecond')
+    ON CONFLICT (key) DO UPDATE
+       SET fingerprint = excluded.fingerprint,
+           state = 'running',
+           token = excluded.token,
+           took_over = r.expires_at > statement_timestamp(),
+           lease_until = excluded.lease_until,
+           output = NULL,
+           expires_at = excluded.expires_at
+     WHERE r.expires_at <= statement_timestamp()
+        OR (r.state = 'running'
+            AND r.lease_until <= statement_timestamp()
+            AND r.fingerprint = excluded.fingerprint)
+    RETURNING r.token, r.took_over
+)
+SELECT true AS acquired, token, took_over,
+       NULL::boolean AS same_fingerprint, NULL::text AS state,
+       NULL::bigint AS lease_remaining_us, NULL::bytea AS output
+  FROM claimed
+UNION ALL
+SELECT false, NULL, NULL,
+       found.fingerprint = $2, found.state,
+       (extract(epoch FROM found.lease_until - statement_timestamp()) * 1000000)::bigint,
+       CASE WHEN found.state = 'completed' AND found.fingerprint = $2 THEN found.output END
+  FROM {t} AS found
+ WHERE found.key = $1
+   AND found.expires_at > statement_timestamp()
+   AND NOT EXISTS (SELECT FROM claimed)"
+    )
+}
+
+/// `$1` key, `$2` token, `$3` output, `$4` ttl (ms).
+///
+/// Replaces the claim holding the token by the completed record. Fenced
+/// (no row) when the token is not the running claim's: taken over, released,
+/// completed already, or expired (forgotten).
+fn complete(t: &Table) -> String {
+    format!(
+        "UPDATE {t}
+    SET state = 'completed', output = $3, lease_until = NULL,
+        expires_at = statement_timestamp() + $4::bigint * interval '1 millisecond'
+  WHERE key = $1 AND token = $2 AND state = 'running'
+    AND expires_at > statement_timestamp()"
+    )
+}
+
+/// `$1` key, `$2` token. Deletes the claim holding the token.
+fn release(t: &Table) -> String {
+    format!(
+        "DELETE FROM {t}
+  WHERE key = $1 AND token = $2 AND state = 'running'
+    AND expires_at > statement_timestamp()"
+    )
+}
+
+/// `$1` key, `$2` token, `$3` lease (ms). Extends the claim holding the
+/// token to `lease` from now, and its row's life to two leases.
+fn renew(t: &Table) -> String {
+    format!(
+        "UPDATE {t}
+    SET lease_until = statement_timestamp() + $3::bigint * interval '1 millisecond',
+        expires_at = statement_timestamp() + 2 * $3::bigint * interval '1 millisecond'
+  WHERE key = $1 AND token = $2 AND state = 'running'
+    AND expires_at > statement_timestamp()"
+    )
+}
+
+/// `$1` batch size. Deletes at most that many expired rows, oldest first.
+///
+/// PostgreSQL has no `DELETE ... LIMIT`: the batch is chosen by a subquery
+/// on the `expires_at` index. `FOR UPDATE SKIP LOCKED` locks the rows it
+/// picks and skips rows other statements hold, so concurrent purges (one
+/// reaper per app server) split the work instead of queueing, and a claim
+/// busy overwriting an expired row is not waited for. The outer condition
+/// is checked again on the locked row, so a row a claim revived just before
+/// is never deleted.
+fn purge(t: &Table) -> String {
+    format!(
+        "DELETE FROM {t}
+  WHERE key IN (SELECT key FROM {t}
+                 WHERE expires_at <= statement_timestamp()
+                 ORDER BY expires_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+    AND expires_at <= statement_timestamp()"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_are_at_least_one_and_capped() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 1);
+        assert_eq!(millis(Duration::from_secs(30)), 30_000);
+        assert_eq!(millis(Duration::MAX), millis(MAX_DURATION));
+    }
+
+    #[test]
+    fn statements_name_the_quoted_table() {
+        let statements = Statements::for_table(&Table::new("s", "t"));
+        for sql in [
+            &statements.claim,
+            &statements.complete,
+            &statements.release,
+            &statements.renew,
+            &statements.purge,
+        ] {
+            assert!(sql.contains(r#""s"."t""#), "{sql}");
+            assert!(
+                !sql.contains("now()"),
+                "one clock: statement_timestamp()\n{sql}"
+            );
+        }
+    }
+}
