@@ -25,6 +25,10 @@ fn main() {
         .expect("runtime");
     let store = MemoryBackend::new();
     let req = request(1);
+    println!(
+        "the future of one call is {} bytes",
+        std::mem::size_of_val(&charge(&store, req.clone()))
+    );
     runtime.block_on(async {
         charge(&store, req.clone()).await.expect("first run");
         let started = std::time::Instant::now();

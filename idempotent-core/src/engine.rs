@@ -42,43 +42,18 @@ impl<B: Backend> Call<B> {
             }
         };
         let span = tracing::debug_span!("idempotent", scope = %config.scope, key = %key);
-        let call = async {
+        // Pinned in place: awaited directly or through the span's wrapper,
+        // the call's future is never moved or held twice.
+        let call = std::pin::pin!(async {
             let (token, claimed_at) = match config.acquire::<R, P>(&key, &fingerprint).await {
                 Ok(claim) => claim,
                 Err(answer) => return answer,
             };
-            let guard = ClaimGuard::new(&config.backend, &key, token);
-            let (output, held) = run_renewing(
-                &config.backend,
-                &key,
-                token,
-                config.lease,
-                claimed_at,
-                body(),
-            )
-            .await;
-            let result = output.into_result();
-            match &result {
-                Ok(value) => {
-                    config
-                        .store(&key, token, &held, envelope::encode_ok(value))
-                        .await
-                }
-                Err(error) => match P::encode(error) {
-                    Some(Ok(encoded)) => config.store(&key, token, &held, Ok(encoded)).await,
-                    Some(Err(encode_error)) => {
-                        tracing::warn!(
-                            error = %encode_error,
-                            "the error cannot be serialized for `cache_err`; releasing the key instead"
-                        );
-                        config.release(&key, token).await;
-                    }
-                    None => config.release(&key, token).await,
-                },
-            }
-            guard.disarm();
-            R::from_result(result)
-        };
+            // Boxed: only a call that runs the body pays for the body's and
+            // the renewal's state, so a replay's future stays small and cheap
+            // to move.
+            Box::pin(config.run_claimed::<F, Fut, R, P>(&key, token, claimed_at, body)).await
+        });
         // Without a subscriber for the span, skip the wrapper: a replay is
         // short enough that its poll and the extra move show.
         if span.is_disabled() {
@@ -157,6 +132,45 @@ impl<B: Backend> Idempotency<B> {
                 }
             }
         }
+    }
+
+    /// Runs the body under the claim `token`, then stores or releases.
+    async fn run_claimed<F, Fut, R, P>(
+        &self,
+        key: &str,
+        token: FencingToken,
+        claimed_at: Instant,
+        body: F,
+    ) -> R
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+        R: IdempotentResult,
+        P: ErrorPolicy<R::Err>,
+    {
+        let guard = ClaimGuard::new(&self.backend, key, token);
+        let (output, held) =
+            run_renewing(&self.backend, key, token, self.lease, claimed_at, body()).await;
+        let result = output.into_result();
+        match &result {
+            Ok(value) => {
+                self.store(key, token, &held, envelope::encode_ok(value))
+                    .await
+            }
+            Err(error) => match P::encode(error) {
+                Some(Ok(encoded)) => self.store(key, token, &held, Ok(encoded)).await,
+                Some(Err(encode_error)) => {
+                    tracing::warn!(
+                        error = %encode_error,
+                        "the error cannot be serialized for `cache_err`; releasing the key instead"
+                    );
+                    self.release(key, token).await;
+                }
+                None => self.release(key, token).await,
+            },
+        }
+        guard.disarm();
+        R::from_result(result)
     }
 
     /// Completes the claim with the encoded result. The body already ran:
