@@ -147,6 +147,27 @@ pub trait Backend: Send + Sync {
     fn release_in_background(&self, key: &str, token: FencingToken);
 }
 
+/// Spawns `backend.release(key, token)` on the current Tokio runtime: how a
+/// network store implements [`Backend::release_in_background`]. Without a
+/// runtime, or when the release fails, the claim expires with its lease; both
+/// are logged.
+pub fn spawn_release<B: Backend + Clone + 'static>(backend: &B, key: &str, token: FencingToken) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(
+            key,
+            "no tokio runtime to release the claim on; it expires with its lease"
+        );
+        return;
+    };
+    let backend = backend.clone();
+    let key = key.to_owned();
+    runtime.spawn(async move {
+        if let Err(error) = backend.release(&key, token).await {
+            tracing::warn!(key, %error, "could not release the claim; it expires with its lease");
+        }
+    });
+}
+
 /// The boxed future `#[async_trait]` methods return.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -98,6 +98,19 @@ impl BackendError {
         }
     }
 
+    /// The [`TooLarge`](BackendErrorKind::TooLarge) error of a store whose
+    /// output limit `limit` is below `len` bytes; `setting` names how to
+    /// raise it (e.g. `"RedisBackend::with_max_output_bytes"`).
+    pub fn output_too_large(len: usize, limit: usize, setting: &str) -> Self {
+        Self::new(
+            BackendErrorKind::TooLarge,
+            format!(
+                "the output is {len} bytes, above the store's limit of {limit} bytes \
+                 (raise it with {setting})"
+            ),
+        )
+    }
+
     /// Attaches the underlying cause (a driver or I/O error).
     #[must_use]
     pub fn with_source(

@@ -70,7 +70,7 @@ mod stats;
 // The macro's expansion names `::idempotent_core`, also in this crate's tests.
 extern crate self as idempotent_core;
 
-pub use crate::backend::{Backend, CasOutcome, ClaimOutcome, FencingToken};
+pub use crate::backend::{spawn_release, Backend, CasOutcome, ClaimOutcome, FencingToken};
 pub use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
 pub use crate::default_backend::{default_backend, set_default_backend, DefaultBackendAlreadySet};
 pub use crate::error::{BackendError, BackendErrorKind, CodecError, Error};

@@ -247,14 +247,10 @@ impl MemoryBackend {
         ttl: Duration,
     ) -> Result<CasOutcome, BackendError> {
         if output.len() > self.max_output_bytes {
-            return Err(BackendError::new(
-                BackendErrorKind::TooLarge,
-                format!(
-                    "the output is {} bytes, over the MemoryBackend's limit of {} bytes; \
-                     raise it with MemoryBackend::max_output_bytes",
-                    output.len(),
-                    self.max_output_bytes
-                ),
+            return Err(BackendError::output_too_large(
+                output.len(),
+                self.max_output_bytes,
+                "MemoryBackend::max_output_bytes",
             ));
         }
         // Copied before locking, so the lock is never held for a large copy.

@@ -217,14 +217,10 @@ impl PostgresBackend {
 
     pub(crate) fn check_output_size(&self, output: &[u8]) -> Result<(), BackendError> {
         if output.len() > self.max_output_bytes {
-            return Err(BackendError::new(
-                BackendErrorKind::TooLarge,
-                format!(
-                    "the output is {} bytes, above this PostgresBackend's limit of {} bytes \
-                     (raise it with PostgresBackend::with_max_output_bytes)",
-                    output.len(),
-                    self.max_output_bytes
-                ),
+            return Err(BackendError::output_too_large(
+                output.len(),
+                self.max_output_bytes,
+                "PostgresBackend::with_max_output_bytes",
             ));
         }
         Ok(())

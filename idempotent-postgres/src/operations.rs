@@ -123,19 +123,6 @@ impl Backend for PostgresBackend {
     }
 
     fn release_in_background(&self, key: &str, token: FencingToken) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                key,
-                "no tokio runtime to release the claim on; it expires with its lease"
-            );
-            return;
-        };
-        let backend = self.clone();
-        let key = key.to_owned();
-        runtime.spawn(async move {
-            if let Err(error) = backend.release(&key, token).await {
-                tracing::warn!(key, %error, "could not release the claim; it expires with its lease");
-            }
-        });
+        idempotent_core::spawn_release(self, key, token);
     }
 }

@@ -177,14 +177,10 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> Result<CasOutcome, BackendError> {
         if output.len() > self.max_output_bytes {
-            return Err(BackendError::new(
-                BackendErrorKind::TooLarge,
-                format!(
-                    "the output is {} bytes, above this RedisBackend's limit of {} bytes \
-                     (raise it with RedisBackend::with_max_output_bytes)",
-                    output.len(),
-                    self.max_output_bytes
-                ),
+            return Err(BackendError::output_too_large(
+                output.len(),
+                self.max_output_bytes,
+                "RedisBackend::with_max_output_bytes",
             ));
         }
         let token_arg = token.get().to_string();
@@ -222,20 +218,7 @@ impl Backend for RedisBackend {
     }
 
     fn release_in_background(&self, key: &str, token: FencingToken) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                key,
-                "no tokio runtime to release the claim on; it expires with its lease"
-            );
-            return;
-        };
-        let backend = self.clone();
-        let key = key.to_owned();
-        runtime.spawn(async move {
-            if let Err(error) = backend.release(&key, token).await {
-                tracing::warn!(key, %error, "could not release the claim; it expires with its lease");
-            }
-        });
+        idempotent_core::spawn_release(self, key, token);
     }
 }
 
