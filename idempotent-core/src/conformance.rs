@@ -93,7 +93,7 @@
 //! | [`distinct_keys_are_independent`] | operations on one key never affect another |
 //! | [`wait_for_change_returns`] | `wait_for_change` returns within its bound and sees a completion |
 //! | [`release_in_background_releases`] | `release_in_background` releases the claim |
-//! | [`completing_twice_is_fenced`] | a completed record is no claim: its token is fenced |
+//! | [`repeated_complete_is_applied_once`] | completing again with the same token is `Applied` and changes nothing; release and renew are fenced |
 //!
 //! [`output_over_the_limit_is_too_large`] depends on the store's configured
 //! limit, so it is not part of the macro: call it from a test of a store
@@ -225,7 +225,7 @@ macro_rules! conformance_tests {
             distinct_keys_are_independent,
             wait_for_change_returns,
             release_in_background_releases,
-            completing_twice_is_fenced,
+            repeated_complete_is_applied_once,
         );
     };
     (@rules ($factory:expr) $($rule:ident,)*) => {$(
@@ -1505,11 +1505,11 @@ pub async fn release_in_background_releases<B: Backend + ?Sized>(backend: &B) {
     }
 }
 
-/// A completed record is no claim: completing it again with the same token is
-/// `Fenced` and leaves the first output; release and renew with that token are
-/// `Fenced` too and leave the record.
-pub async fn completing_twice_is_fenced<B: Backend + ?Sized>(backend: &B) {
-    let check = Check::new("completing_twice_is_fenced", backend);
+/// Completing again with the completing claim's token (a retry whose first
+/// reply was lost) is `Applied` and leaves the first output; release and
+/// renew with that token are `Fenced`: a completed record is no claim.
+pub async fn repeated_complete_is_applied_once<B: Backend + ?Sized>(backend: &B) {
+    let check = Check::new("repeated_complete_is_applied_once", backend);
     let key = check.key("k");
     let a = fp("a");
     let token = check
@@ -1517,11 +1517,13 @@ pub async fn completing_twice_is_fenced<B: Backend + ?Sized>(backend: &B) {
         .await;
     let completed = check.complete(&key, token, b"first", TTL).await;
     check.expect_cas("first complete", completed, CasOutcome::Applied);
+    // A retry of a complete whose reply was lost (the connection dropped
+    // after the store applied it) must not look fenced to its caller.
     let completed = check.complete(&key, token, b"second", TTL).await;
     check.expect_cas(
-        "second complete with the same token",
+        "second complete with the same token (a retried completion)",
         completed,
-        CasOutcome::Fenced,
+        CasOutcome::Applied,
     );
     let released = check.release(&key, token).await;
     check.expect_cas(

@@ -261,7 +261,15 @@ impl MemoryBackend {
             guard.purge(now);
             let Store { records, index } = &mut *guard;
             let Some(record) = records.get_mut(key).filter(|record| record.held_by(token)) else {
-                return Ok(CasOutcome::Fenced);
+                // A retried complete of this very claim: already applied.
+                let completed_by_token = records.get(key).is_some_and(|record| {
+                    matches!(record.state, State::Completed { .. }) && record.token == token.get()
+                });
+                return Ok(if completed_by_token {
+                    CasOutcome::Applied
+                } else {
+                    CasOutcome::Fenced
+                });
             };
             index.remove(record);
             let claim = std::mem::replace(
@@ -996,8 +1004,8 @@ mod tests {
         );
         assert_eq!(
             backend.complete("k", new, b"again", TTL).await.unwrap(),
-            CasOutcome::Fenced,
-            "a completed record is no claim"
+            CasOutcome::Applied,
+            "a retried complete of the completing claim is told it applied"
         );
         assert_eq!(backend.release("k", new).await.unwrap(), CasOutcome::Fenced);
         assert_eq!(

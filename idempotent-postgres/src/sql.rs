@@ -107,15 +107,20 @@ SELECT false, NULL, NULL,
 
 /// `$1` key, `$2` token, `$3` output, `$4` ttl (ms).
 ///
-/// Replaces the claim holding the token by the completed record. Fenced
-/// (no row) when the token is not the running claim's: taken over, released,
-/// completed already, or expired (forgotten).
+/// Replaces the claim holding the token by the completed record. A row the
+/// same token completed already (a retry whose first reply was lost) is
+/// matched and left as it is, so the retry is told it applied. Fenced (no
+/// row) when the token is not the claim's: taken over, released, or expired
+/// (forgotten).
 fn complete(t: &Table) -> String {
     format!(
         "UPDATE {t}
-    SET state = 'completed', output = $3, lease_until = NULL,
-        expires_at = statement_timestamp() + $4::bigint * interval '1 millisecond'
-  WHERE key = $1 AND token = $2 AND state = 'running'
+    SET output = CASE WHEN state = 'running' THEN $3 ELSE output END,
+        expires_at = CASE WHEN state = 'running'
+            THEN statement_timestamp() + $4::bigint * interval '1 millisecond'
+            ELSE expires_at END,
+        state = 'completed', lease_until = NULL
+  WHERE key = $1 AND token = $2
     AND expires_at > statement_timestamp()"
     )
 }

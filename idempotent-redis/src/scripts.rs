@@ -86,7 +86,9 @@ return {-1, 'unknown record state'}
     )
 });
 
-/// Replaces the claim holding the token by the completed record.
+/// Replaces the claim holding the token by the completed record. The
+/// completed record keeps the token, so a retry of a complete whose reply
+/// was lost finds its own record and is told so, not fenced.
 ///
 /// KEYS[1] record key; ARGV[1] token, ARGV[2] output, ARGV[3] ttl ms.
 /// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
@@ -97,11 +99,14 @@ local record = redis.pcall('HMGET', KEYS[1], 's', 't')
 if record.err then
     return {-1, 'the value at this key is not a hash'}
 end
+if record[1] == 'C' and record[2] == ARGV[1] then
+    return 1
+end
 if record[1] ~= 'P' or record[2] ~= ARGV[1] then
     return 0
 end
 redis.call('HSET', KEYS[1], 's', 'C', 'o', ARGV[2])
-redis.call('HDEL', KEYS[1], 't', 'l')
+redis.call('HDEL', KEYS[1], 'l')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 "#,
