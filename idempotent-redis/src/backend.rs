@@ -8,9 +8,10 @@ use idempotent_core::{
     Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
 };
 use redis::aio::ConnectionManager;
+use redis::cluster::ClusterClient;
 use redis::{Client, RedisError, Script, Value};
 
-use crate::connection;
+use crate::connection::{self, Connection};
 use crate::scripts::{self, CLAIM, COMPLETE, RELEASE, RENEW};
 use crate::token::new_token;
 
@@ -43,7 +44,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// the backend. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisBackend {
-    connection: ConnectionManager,
+    connection: Connection,
     key_prefix: String,
     max_output_bytes: usize,
 }
@@ -76,6 +77,38 @@ impl RedisBackend {
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
     /// reconnection settings.
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
+        Self::with_connection(Connection::Single(connection))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port`
+    /// each); the cluster's topology is discovered from them. Returns the same
+    /// `RedisBackend`: every operation touches one key, so each runs on the
+    /// node owning the key's slot, redirections (MOVED, ASK) and brief
+    /// failovers are retried within the response timeout, and a cluster that
+    /// stays down fails closed.
+    ///
+    /// Braces in a scope act as a cluster hash tag: `scope = "{orders}"` puts
+    /// every record of that scope on one node.
+    pub async fn connect_cluster<T: AsRef<str>>(urls: &[T]) -> Result<Self, BackendError> {
+        let client = connection::cluster_client(urls).map_err(|error| {
+            BackendError::new(BackendErrorKind::Other, "invalid Redis Cluster node URLs")
+                .with_source(error)
+        })?;
+        Self::from_cluster_client(client).await
+    }
+
+    /// Connects with an already configured [`ClusterClient`] (TLS, auth,
+    /// timeouts of your own). Keep reads on primaries: a replica may not have
+    /// a claim or result yet.
+    pub async fn from_cluster_client(client: ClusterClient) -> Result<Self, BackendError> {
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
+        Ok(Self::with_connection(Connection::Cluster(connection)))
+    }
+
+    fn with_connection(connection: Connection) -> Self {
         Self {
             connection,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
@@ -119,8 +152,8 @@ impl RedisBackend {
         for arg in args {
             invocation.arg(*arg);
         }
-        // The manager is a handle onto one multiplexed connection; a clone
-        // per call is how concurrent calls share it.
+        // Either connection is a handle onto multiplexed connections; a
+        // clone per call is how concurrent calls share them.
         let mut connection = self.connection.clone();
         invocation
             .invoke_async(&mut connection)
@@ -225,6 +258,7 @@ impl Backend for RedisBackend {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
+            .field("mode", &self.connection.mode())
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
             .finish_non_exhaustive()

@@ -20,6 +20,16 @@
 //! Each store operation is one Lua script on one key: atomic, one round
 //! trip, and ready for Redis Cluster. Leases and expiry follow the server's
 //! clock; every key written expires.
+//!
+//! # Redis Cluster
+//!
+//! [`RedisBackend::connect_cluster`] takes the URLs of any cluster nodes and
+//! returns the same `RedisBackend`. Each record is one key, so each operation
+//! runs on the master owning its slot; redirections and brief failovers are
+//! retried within the response timeout. While a master is down, calls whose
+//! keys it owns fail closed with `Error::Backend` (the body does not run) and
+//! the others go on. Braces in a scope act as a hash tag (`"{orders}"` keeps a
+//! scope's records on one node).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
