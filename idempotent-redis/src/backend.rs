@@ -8,11 +8,12 @@ use idempotent_core::{
     Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
 };
 use redis::aio::ConnectionManager;
-use redis::cluster::ClusterClient;
-use redis::{Client, RedisError, Script, Value};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use crate::connection::{self, Connection};
-use crate::scripts::{self, CLAIM, COMPLETE, RELEASE, RENEW};
+use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
 use crate::token::new_token;
 
 /// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
@@ -22,7 +23,8 @@ pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// A [`Backend`] on Redis: records shared by every process and machine that
-/// uses the same server.
+/// uses the same server, or the same Redis Cluster
+/// ([`connect_cluster`](Self::connect_cluster)).
 ///
 /// Every operation is one Lua script on one key (one round trip, atomic, run
 /// with `EVALSHA` and reloaded after a server restart), so a replay costs one
@@ -80,32 +82,103 @@ impl RedisBackend {
         Self::with_connection(Connection::Single(connection))
     }
 
-    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port`
-    /// each); the cluster's topology is discovered from them. Returns the same
-    /// `RedisBackend`: every operation touches one key, so each runs on the
-    /// node owning the key's slot, redirections (MOVED, ASK) and brief
-    /// failovers are retried within the response timeout, and a cluster that
-    /// stays down fails closed.
+    /// Connects to the Redis Cluster that the nodes at `urls` belong to
+    /// (`redis://host:port`; one reachable node is enough, the others are
+    /// discovered), with bounded timeouts: 2 s to connect to a node, 2 s for
+    /// a node's reply, and 5 s for a whole command including its
+    /// redirections and retries.
     ///
-    /// Braces in a scope act as a cluster hash tag: `scope = "{orders}"` puts
-    /// every record of that scope on one node.
-    pub async fn connect_cluster<T: AsRef<str>>(urls: &[T]) -> Result<Self, BackendError> {
-        let client = connection::cluster_client(urls).map_err(|error| {
-            BackendError::new(BackendErrorKind::Other, "invalid Redis Cluster node URLs")
+    /// Redirections (`MOVED`, `ASK`) during a resharding or a failover are
+    /// followed, and `TRYAGAIN`, `CLUSTERDOWN` or a dropped connection are
+    /// retried with a short backoff, all within those 5 s; past them the
+    /// call fails closed with [`Error::Backend`](idempotent_core::Error).
+    /// After a command that timed out, the backend opens a fresh cluster
+    /// connection in the background (at most once per 5 s) for later calls:
+    /// the `redis` crate's cluster connection can wedge for good when a
+    /// master dies under load, and this heals it.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect_cluster(&[
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .await?;
+    /// idempotent_core::set_default_backend(store).expect("set once, at start-up");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails at once when no node can be reached or a URL is invalid. For
+    /// TLS, a password or other settings, build the client with
+    /// [`cluster_client_builder`](Self::cluster_client_builder) and pass it
+    /// to [`from_cluster_client`](Self::from_cluster_client).
+    pub async fn connect_cluster(urls: &[impl AsRef<str>]) -> Result<Self, BackendError> {
+        let client = Self::cluster_client_builder(urls)
+            .build()
+            .map_err(|error| {
+                let urls: Vec<&str> = urls.iter().map(AsRef::as_ref).collect();
+                BackendError::new(
+                    BackendErrorKind::Other,
+                    format!("invalid Redis Cluster URLs {urls:?}"),
+                )
                 .with_source(error)
-        })?;
+            })?;
         Self::from_cluster_client(client).await
     }
 
-    /// Connects with an already configured [`ClusterClient`] (TLS, auth,
-    /// timeouts of your own). Keep reads on primaries: a replica may not have
-    /// a claim or result yet.
+    /// A [`ClusterClientBuilder`] seeded with `urls` and set up as
+    /// [`connect_cluster`](Self::connect_cluster) sets it up (its timeouts
+    /// and retries), to add TLS, credentials or other settings before
+    /// [`from_cluster_client`](Self::from_cluster_client).
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let client = RedisBackend::cluster_client_builder(&["redis://10.0.0.1:6379"])
+    ///     .username("payments")
+    ///     .password("secret")
+    ///     .build()?;
+    /// let store = RedisBackend::from_cluster_client(client).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_client_builder(urls: &[impl AsRef<str>]) -> ClusterClientBuilder {
+        connection::cluster_client_builder(urls)
+    }
+
+    /// Connects with an already configured [`ClusterClient`], with its own
+    /// timeouts and retries. Like [`connect_cluster`](Self::connect_cluster),
+    /// it opens a fresh connection from `client` after a command that timed
+    /// out.
+    ///
+    /// A client built with [`ClusterClient::new`] has no response timeout:
+    /// a node that hangs then hangs the calls whose keys it owns. Set
+    /// `response_timeout` (and `overall_response_timeout`) on its builder, or
+    /// start from [`cluster_client_builder`](Self::cluster_client_builder).
+    /// Keep reads on the masters (the default): every operation writes or
+    /// decides on the record, and a replica may not have a claim or a result
+    /// yet.
     pub async fn from_cluster_client(client: ClusterClient) -> Result<Self, BackendError> {
         let connection = client
             .get_async_connection()
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
-        Ok(Self::with_connection(Connection::Cluster(connection)))
+        Ok(Self::with_connection(Connection::cluster(
+            Some(client),
+            connection,
+        )))
+    }
+
+    /// Uses an existing [`ClusterConnection`], with its own timeouts and
+    /// retries.
+    ///
+    /// Without its client, the backend cannot replace the connection after a
+    /// timed-out command; prefer [`from_cluster_client`](Self::from_cluster_client).
+    pub fn from_cluster_connection(connection: ClusterConnection) -> Self {
+        Self::with_connection(Connection::cluster(None, connection))
     }
 
     fn with_connection(connection: Connection) -> Self {
@@ -118,6 +191,9 @@ impl RedisBackend {
 
     /// Puts every record key under `prefix` (default `"idempotent:"`), to
     /// share a server with other data or other applications.
+    ///
+    /// On Redis Cluster, braces in the prefix (or in a scope) are a hash
+    /// tag: `"{idem}:"` would put every record in one slot, on one master.
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -141,29 +217,48 @@ impl RedisBackend {
         record_key
     }
 
+    /// Runs `script` on the record of `key`: `EVALSHA`, and once more as
+    /// `EVAL` with the source when the server answers `NOSCRIPT` (it has not
+    /// cached the script: it is new, restarted or flushed, or a cluster node
+    /// that never ran it). Both are routed by the record key, so on a cluster
+    /// they reach the node that owns it and no other.
     async fn invoke(
         &self,
-        script: &Script,
+        script: &LuaScript,
         key: &str,
         args: &[&[u8]],
         operation: &str,
     ) -> Result<Value, BackendError> {
-        let mut invocation = script.key(self.record_key(key));
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        // Either connection is a handle onto multiplexed connections; a
-        // clone per call is how concurrent calls share them.
-        let mut connection = self.connection.clone();
-        invocation
-            .invoke_async(&mut connection)
+        let record_key = self.record_key(key);
+        let command = |name: &str, script_arg: &str| {
+            let mut command = redis::cmd(name);
+            command.arg(script_arg).arg(1).arg(&record_key);
+            for arg in args {
+                command.arg(*arg);
+            }
+            command
+        };
+        let mut connection = self.connection.handle();
+        let reply = match command("EVALSHA", script.sha1())
+            .query_async(&mut connection)
             .await
-            .map_err(|error| backend_error(error, &format!("Redis {operation} failed")))
+        {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                command("EVAL", script.source())
+                    .query_async(&mut connection)
+                    .await
+            }
+            reply => reply,
+        };
+        reply.map_err(|error| {
+            self.connection.failed(&error);
+            backend_error(error, &format!("Redis {operation} failed"))
+        })
     }
 
     async fn compare_and_set(
         &self,
-        script: &Script,
+        script: &LuaScript,
         key: &str,
         args: &[&[u8]],
         operation: &str,
@@ -258,7 +353,7 @@ impl Backend for RedisBackend {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("mode", &self.connection.mode())
+            .field("mode", &self.connection)
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
             .finish_non_exhaustive()
@@ -313,14 +408,32 @@ fn unexpected(key: &str, operation: &str, reply: &Value) -> BackendError {
 }
 
 fn backend_error(error: RedisError, context: &str) -> BackendError {
-    let kind = if error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-    {
+    let kind = if is_unavailable(&error) {
         BackendErrorKind::Unavailable
     } else {
         BackendErrorKind::Other
     };
     BackendError::new(kind, context).with_source(error)
+}
+
+/// The server, or the part of a cluster that owns the key, is down, hung,
+/// unreachable, or busy changing hands; once it is back, the same call works.
+fn is_unavailable(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                        | ServerErrorKind::ReadOnly
+                )
+        )
 }

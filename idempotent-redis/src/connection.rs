@@ -1,10 +1,13 @@
 //! The connection a `RedisBackend` talks through: one shared, multiplexed,
-//! reconnecting connection to a server or to a cluster, cheap to clone.
+//! reconnecting handle, cheap to clone, onto a single server or a Redis
+//! Cluster.
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
@@ -14,25 +17,22 @@ pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection attempts per failed command before it reports the outage.
 const RECONNECT_ATTEMPTS: usize = 2;
-/// Retries of a cluster request (MOVED/ASK redirections, TRYAGAIN during a
-/// resharding, a failover), all within one response timeout overall.
-const CLUSTER_RETRIES: u32 = 4;
 
-/// A single server or a cluster; scripts are routed by their one key.
-#[derive(Clone)]
-pub(crate) enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Connection {
-    pub(crate) fn mode(&self) -> &'static str {
-        match self {
-            Self::Single(_) => "single server",
-            Self::Cluster(_) => "cluster",
-        }
-    }
-}
+/// On a cluster, the bound on one whole command: every redirection
+/// (`MOVED`, `ASK`), every retry of `TRYAGAIN`, `CLUSTERDOWN` or a lost
+/// connection, and every reconnection. A brief hiccup (a slot migration, a
+/// node that drops a connection) is absorbed; a dead master or a cluster down
+/// for longer fails the call closed after this long.
+pub(crate) const CLUSTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// On a cluster, retries of one command (the time bound above usually ends
+/// them first).
+const CLUSTER_RETRIES: u32 = 10;
+/// On a cluster, the wait before the n-th retry of `TRYAGAIN`, `CLUSTERDOWN`,
+/// `MASTERDOWN` or `LOADING` is drawn from `MIN..min(MAX, FACTOR * 2^n)`
+/// milliseconds: 50 ms at first, growing to at most 500 ms.
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 50;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 500;
+const CLUSTER_RETRY_WAIT_FACTOR_MS: u64 = 25;
 
 pub(crate) async fn connect(client: Client) -> Result<ConnectionManager, RedisError> {
     let config = ConnectionManagerConfig::new()
@@ -43,17 +43,145 @@ pub(crate) async fn connect(client: Client) -> Result<ConnectionManager, RedisEr
     ConnectionManager::new_with_config(client, config).await
 }
 
-pub(crate) fn cluster_client<T: AsRef<str>>(urls: &[T]) -> Result<ClusterClient, RedisError> {
+/// A cluster client builder seeded with `urls`, with the bounded timeouts
+/// and retries above.
+pub(crate) fn cluster_client_builder<S: AsRef<str>>(urls: &[S]) -> ClusterClientBuilder {
     ClusterClient::builder(urls.iter().map(|url| url.as_ref().to_owned()))
         .connection_timeout(CONNECTION_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
+        .overall_response_timeout(Some(CLUSTER_COMMAND_TIMEOUT))
         .retries(CLUSTER_RETRIES)
-        .min_retry_wait(10)
-        .max_retry_wait(500)
-        .build()
+        .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+        .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
+        .retry_wait_formula(CLUSTER_RETRY_WAIT_FACTOR_MS, 2)
 }
 
-impl ConnectionLike for Connection {
+/// A single server's connection or a cluster's: both are handles onto
+/// shared, multiplexed connections, cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// One server (or a proxy in front of many), reconnecting by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster, replaced after a timed-out command (see [`Cluster`]).
+    Cluster(Arc<Cluster>),
+}
+
+impl Connection {
+    /// A cluster connection, replaced after a timed-out command when
+    /// `client` is given.
+    pub(crate) fn cluster(client: Option<ClusterClient>, connection: ClusterConnection) -> Self {
+        Self::Cluster(Arc::new(Cluster {
+            client,
+            connection: RwLock::new(connection),
+            last_replaced: Mutex::new(None),
+        }))
+    }
+
+    /// What one call talks through. A clone of a shared handle: concurrent
+    /// calls share the underlying connections.
+    pub(crate) fn handle(&self) -> Handle {
+        match self {
+            Self::Single(connection) => Handle::Single(connection.clone()),
+            Self::Cluster(cluster) => Handle::Cluster(
+                cluster
+                    .connection
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+        }
+    }
+
+    /// Tells the connection that a command through it failed with `error`.
+    pub(crate) fn failed(&self, error: &RedisError) {
+        if let Self::Cluster(cluster) = self {
+            if error.is_timeout() {
+                cluster.replace_in_background();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "Single",
+            Self::Cluster(_) => "Cluster",
+        })
+    }
+}
+
+/// A cluster connection that replaces itself after a timed-out command.
+///
+/// The cluster client of the `redis` crate (1.8) can wedge: when a master
+/// dies while commands are in flight, its slot-map refresh may wait forever
+/// for a lock held by a request it no longer polls, and from then on every
+/// command times out, even after the master is back. A command that timed
+/// out (a hung or dead node, or that wedge) therefore opens a fresh
+/// connection in the background, at most once per command bound, and later
+/// calls use it. The old one is closed when its last in-flight call ends.
+pub(crate) struct Cluster {
+    /// Where fresh connections come from; `None` for a connection handed
+    /// over without its client, which is then never replaced.
+    client: Option<ClusterClient>,
+    connection: RwLock<ClusterConnection>,
+    last_replaced: Mutex<Option<Instant>>,
+}
+
+impl Cluster {
+    fn replace_in_background(self: &Arc<Self>) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
+            let mut last = self
+                .last_replaced
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < CLUSTER_COMMAND_TIMEOUT) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let cluster = Arc::downgrade(self);
+        runtime.spawn(async move {
+            match tokio::time::timeout(CLUSTER_COMMAND_TIMEOUT, client.get_async_connection()).await
+            {
+                Ok(Ok(fresh)) => {
+                    if let Some(cluster) = cluster.upgrade() {
+                        *cluster
+                            .connection
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner) = fresh;
+                        tracing::warn!(
+                            "a Redis Cluster command timed out: opened a new cluster connection"
+                        );
+                    }
+                }
+                Ok(Err(error)) => tracing::warn!(
+                    %error,
+                    "a Redis Cluster command timed out, and a new cluster connection could not \
+                     be opened; keeping the old one"
+                ),
+                Err(_) => tracing::warn!(
+                    "a Redis Cluster command timed out, and opening a new cluster connection \
+                     timed out too; keeping the old one"
+                ),
+            }
+        });
+    }
+}
+
+/// The connection one call talks through.
+pub(crate) enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(connection) => connection.req_packed_command(cmd),

@@ -1,6 +1,14 @@
 //! The Lua scripts: each store operation is one script on one key, so it is
 //! atomic, costs one round trip, and runs unchanged on Redis Cluster.
 //!
+//! A script runs with `EVALSHA`; a server that has not cached it (new,
+//! restarted, flushed, or a cluster node that never ran it) answers
+//! `NOSCRIPT`, and the call is sent again once as `EVAL` with the source,
+//! which runs it and caches it on that server. On a cluster the `EVAL` is
+//! routed by the key like the `EVALSHA`, so it reaches the one node that owns
+//! the record and costs one more round trip, where `SCRIPT LOAD` and a second
+//! `EVALSHA` would cost two and fan out to every node.
+//!
 //! A record is a hash with a format version `v`, a state `s` (`P` in
 //! progress, `C` completed), the fingerprint `f` (32 raw bytes), and either
 //! the fencing token `t` with the lease end `l` (server milliseconds) or the
@@ -12,7 +20,30 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+/// A script's source and its SHA-1 digest, the name `EVALSHA` runs it by.
+pub(crate) struct LuaScript {
+    source: &'static str,
+    sha1: String,
+}
+
+impl LuaScript {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha1: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// The source, sent with `EVAL` when the server has not cached it.
+    pub(crate) fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// The hex SHA-1 of the source, sent with `EVALSHA`.
+    pub(crate) fn sha1(&self) -> &str {
+        &self.sha1
+    }
+}
 
 /// Reply codes of the claim script, its first array element.
 pub(crate) const ACQUIRED: i64 = 1;
@@ -28,8 +59,8 @@ pub(crate) const CORRUPT: i64 = -1;
 /// KEYS[1] record key; ARGV[1] fingerprint, ARGV[2] new token, ARGV[3] lease ms.
 /// Replies `{1, took_over}`, `{2, lease_remaining_ms}`, `{3, output}`, `{4}`
 /// or `{-1, reason}`.
-pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
         r#"
 local key, fingerprint, token, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local record = redis.pcall('HMGET', key, 'v', 's', 'f', 'l', 'o')
@@ -92,8 +123,8 @@ return {-1, 'unknown record state'}
 ///
 /// KEYS[1] record key; ARGV[1] token, ARGV[2] output, ARGV[3] ttl ms.
 /// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
-pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
         r#"
 local record = redis.pcall('HMGET', KEYS[1], 's', 't')
 if record.err then
@@ -116,8 +147,8 @@ return 1
 /// Deletes the claim holding the token.
 ///
 /// KEYS[1] record key; ARGV[1] token. Replies 1 (applied) or 0 (fenced).
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
         r#"
 local record = redis.pcall('HMGET', KEYS[1], 's', 't')
 if record.err then
@@ -135,8 +166,8 @@ return 1
 /// Extends the lease of the claim holding the token.
 ///
 /// KEYS[1] record key; ARGV[1] token, ARGV[2] lease ms. Replies 1 or 0.
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static RENEW: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
         r#"
 local record = redis.pcall('HMGET', KEYS[1], 's', 't')
 if record.err then
@@ -154,3 +185,16 @@ return 1
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_sha1_of_the_source() {
+        // `printf 'return 1' | sha1sum`
+        let script = LuaScript::new("return 1");
+        assert_eq!(script.sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert_eq!(script.source(), "return 1");
+    }
+}
