@@ -69,6 +69,39 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, C
     })
 }
 
+/// The format of a stored result, for stores that complete records outside
+/// the runtime (the Postgres store's transactional mode) and must stay
+/// readable by it, and read its records back.
+pub mod stored_result {
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use super::Stored;
+    use crate::Error;
+
+    /// Encodes an `Ok` value as the runtime stores it.
+    pub fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+        super::encode_ok(value)
+    }
+
+    /// The stored `Ok` value, or why there is none: [`Error::Codec`] for a
+    /// record that does not decode as `T` or holds a cached `Err` (which the
+    /// caller does not replay), [`Error::ResultNotStored`] for the marker of
+    /// a body whose result could not be stored.
+    pub fn decode_ok<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+        match super::decode(bytes).map_err(Error::Codec)? {
+            Stored::Ok(payload) => super::decode_payload(payload).map_err(Error::Codec),
+            Stored::Err(_) => Err(Error::Codec(crate::CodecError::new(
+                "the stored record holds a cached error (`cache_err`), which this call does \
+                 not replay",
+            ))),
+            Stored::Lost(reason) => Err(Error::ResultNotStored {
+                reason: reason.to_owned(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +129,29 @@ mod tests {
     fn payload_of_another_type_is_a_codec_error() {
         let error = decode_payload::<u32>(b"\"text\"").unwrap_err().to_string();
         assert!(error.contains("`u32`"), "{error}");
+    }
+
+    #[test]
+    fn decode_ok_says_why_there_is_no_value() {
+        use crate::Error;
+        use stored_result::decode_ok;
+
+        let bytes = stored_result::encode_ok(&vec![1, 2]).unwrap();
+        assert_eq!(bytes, b"\x01O[1,2]");
+        assert_eq!(decode_ok::<Vec<u32>>(&bytes).unwrap(), vec![1, 2]);
+        assert!(matches!(
+            decode_ok::<u32>(b"\x01E\"no\""),
+            Err(Error::Codec(_))
+        ));
+        assert!(matches!(
+            decode_ok::<u32>(b"\x01Ntoo large"),
+            Err(Error::ResultNotStored { reason }) if reason == "too large"
+        ));
+        assert!(matches!(decode_ok::<u32>(b"\x02O1"), Err(Error::Codec(_))));
+        assert!(matches!(decode_ok::<u32>(b""), Err(Error::Codec(_))));
+        assert!(matches!(
+            decode_ok::<u32>(b"\x01O\"text\""),
+            Err(Error::Codec(_))
+        ));
     }
 }

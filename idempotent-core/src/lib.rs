@@ -73,6 +73,7 @@ extern crate self as idempotent_core;
 pub use crate::backend::{spawn_release, Backend, CasOutcome, ClaimOutcome, FencingToken};
 pub use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
 pub use crate::default_backend::{default_backend, set_default_backend, DefaultBackendAlreadySet};
+pub use crate::envelope::stored_result;
 pub use crate::error::{BackendError, BackendErrorKind, CodecError, Error};
 pub use crate::fingerprint::Fingerprint;
 pub use crate::memory::MemoryBackend;

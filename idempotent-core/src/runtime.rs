@@ -101,7 +101,7 @@ impl<B: Backend> Idempotency<B> {
     }
 
     /// How long a duplicate waits for a running call's result before
-    /// [`Error::InProgress`]. Without it, a duplicate fails at once.
+    /// [`Error::InProgress`](crate::Error::InProgress). Without it, a duplicate fails at once.
     #[must_use]
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = Some(wait).filter(|wait| !wait.is_zero());
@@ -226,11 +226,11 @@ impl<B: Backend> Call<B> {
     /// - key completed with the same arguments: the stored `Ok` is decoded and
     ///   returned, the body does not run;
     /// - key running with the same arguments: wait for its result (up to
-    ///   `wait`), else [`Error::InProgress`];
-    /// - key used with other arguments: [`Error::PayloadMismatch`].
+    ///   `wait`), else [`Error::InProgress`](crate::Error::InProgress);
+    /// - key used with other arguments: [`Error::PayloadMismatch`](crate::Error::PayloadMismatch).
     ///
     /// A panicking body or a dropped call releases the claim. Store failures
-    /// before the body runs fail closed with [`Error::Backend`].
+    /// before the body runs fail closed with [`Error::Backend`](crate::Error::Backend).
     pub async fn run<F, Fut, R>(self, body: F) -> R
     where
         F: FnOnce() -> Fut,

@@ -36,9 +36,8 @@
 //! - `purge.rs`: [`PostgresBackend::purge_expired`] and the [`Reaper`].
 //! - `transactional.rs`: [`Transactional`], claiming and answering;
 //!   `transactional/commit.rs`: the body's transaction and its commit;
-//!   `transactional/renewal.rs`: the lease upkeep meanwhile;
-//!   `transactional/envelope.rs`: the stored result's encoding, shared with
-//!   the runtime.
+//!   `transactional/renewal.rs`: the lease upkeep meanwhile. Results are
+//!   written in the runtime's format (`idempotent_core::stored_result`).
 //! - `error.rs`: driver errors as `BackendError`s.
 
 #![deny(missing_docs)]

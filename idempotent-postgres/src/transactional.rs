@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use idempotent_core::{
-    Backend, BackendErrorKind, ClaimOutcome, CodecError, Error, FencingToken, Fingerprint,
-    Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL,
+    stored_result, Backend, BackendErrorKind, ClaimOutcome, CodecError, Error, FencingToken,
+    Fingerprint, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +19,6 @@ use self::renewal::ClaimGuard;
 use crate::PostgresBackend;
 
 mod commit;
-mod envelope;
 mod renewal;
 
 /// First and largest pause between two looks at a key another call holds.
@@ -223,7 +222,7 @@ impl Transactional<'_> {
                 }
                 ClaimOutcome::Completed { output } => {
                     tracing::debug!("replaying the stored result");
-                    return Err(envelope::decode(&output));
+                    return Err(stored_result::decode_ok(&output));
                 }
                 ClaimOutcome::Mismatch => return Err(Err(Error::PayloadMismatch)),
                 ClaimOutcome::InProgress { lease_remaining } => {

@@ -8,12 +8,12 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};
 
-use super::envelope;
 use super::renewal::{run_renewing, Renewed};
 use super::{Transactional, CONTEXT};
 use crate::error;
 use crate::operations::{cas_outcome, token_param};
 use crate::sql::millis;
+use idempotent_core::stored_result;
 
 impl Transactional<'_> {
     /// Gets a connection and runs [`in_transaction`](Self::in_transaction)
@@ -78,7 +78,7 @@ impl Transactional<'_> {
                     return (Ended::Fenced, healthy);
                 }
             };
-        let output = match envelope::encode_ok(&value) {
+        let output = match stored_result::encode_ok(&value) {
             Ok(output) => output,
             Err(error) => {
                 let healthy = rollback(transaction).await;
