@@ -430,12 +430,17 @@ fn check_store(server: &RedisServer, outcome: &mut Outcome) {
             .push(format!("the store holds {records} keys, expected {KEYS}"));
     }
     for key in 0..KEYS {
-        let (state, output): (Option<String>, Option<Vec<u8>>) = redis::cmd("HMGET")
+        // A record is `idem1`, its state, a 48-byte fingerprint and token,
+        // then the output.
+        let record: Option<Vec<u8>> = redis::cmd("GET")
             .arg(record_key(key))
-            .arg("s")
-            .arg("o")
             .query(&mut connection)
-            .expect("HMGET a record");
+            .expect("GET a record");
+        let state = record
+            .as_deref()
+            .and_then(|record| record.get(5..6))
+            .map(|state| String::from_utf8_lossy(state).into_owned());
+        let output = record.and_then(|record| record.get(54..).map(<[u8]>::to_vec));
         let Some([run]) = outcome.runs.get(&key).map(Vec::as_slice) else {
             continue; // already reported
         };

@@ -33,6 +33,9 @@ async fn charge(store: &RedisBackend, req: ChargeRequest) -> Result<Receipt, Err
     })
 }
 
+/// One scenario's measurement, not started until awaited.
+type Scenario<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Figures> + 'a>>;
+
 /// One scenario's figures at one concurrency.
 struct Figures {
     ops_per_sec: f64,
@@ -81,6 +84,13 @@ where
 
 #[tokio::main]
 async fn main() {
+    // Optional filters, for profiling one scenario:
+    // `-- <scenario name part> [<tasks>]`.
+    let mut args = std::env::args().skip(1);
+    let only_scenario = args.next();
+    let only_tasks: Option<usize> = args
+        .next()
+        .map(|tasks| tasks.parse().expect("tasks: a number"));
     let server = RedisServer::start();
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("url");
@@ -118,68 +128,94 @@ async fn main() {
     );
     let mut table: Vec<(&str, usize, Figures)> = Vec::new();
     for tasks in CONCURRENCY {
-        let scenarios: Vec<(&str, Figures)> = vec![
-            ("raw GET", {
-                let connection = connection.clone();
-                measure(tasks, move |_| {
-                    let mut connection = connection.clone();
-                    async move {
-                        let _: Option<String> = connection.get("bench:get").await.expect("get");
-                    }
-                })
-                .await
-            }),
-            ("raw EVALSHA (return 1)", {
-                let (connection, trivial) = (connection.clone(), Arc::clone(&trivial));
-                measure(tasks, move |_| {
-                    let (mut connection, trivial) = (connection.clone(), Arc::clone(&trivial));
-                    async move {
-                        let _: i64 = trivial
-                            .invoke_async(&mut connection)
-                            .await
-                            .expect("evalsha");
-                    }
-                })
-                .await
-            }),
-            ("naive GET+SETEX (miss)", {
-                let (connection, body) = (connection.clone(), body.clone());
-                measure(tasks, move |n| {
-                    let (mut connection, body) = (connection.clone(), body.clone());
-                    async move {
-                        let key = format!("naive:{tasks}:{n}");
-                        let found: Option<String> = connection.get(&key).await.expect("get");
-                        if found.is_none() {
-                            let _: () = connection.set_ex(&key, body, 86_400).await.expect("setex");
+        if only_tasks.is_some_and(|only| only != tasks) {
+            continue;
+        }
+        let scenarios: Vec<(&str, Scenario<'_>)> = vec![
+            (
+                "raw GET",
+                Box::pin(async {
+                    let connection = connection.clone();
+                    measure(tasks, move |_| {
+                        let mut connection = connection.clone();
+                        async move {
+                            let _: Option<String> = connection.get("bench:get").await.expect("get");
                         }
-                    }
-                })
-                .await
-            }),
-            ("idempotent replay", {
-                let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
-                measure(tasks, move |n| {
+                    })
+                    .await
+                }) as Scenario<'_>,
+            ),
+            (
+                "raw EVALSHA (return 1)",
+                Box::pin(async {
+                    let (connection, trivial) = (connection.clone(), Arc::clone(&trivial));
+                    measure(tasks, move |_| {
+                        let (mut connection, trivial) = (connection.clone(), Arc::clone(&trivial));
+                        async move {
+                            let _: i64 = trivial
+                                .invoke_async(&mut connection)
+                                .await
+                                .expect("evalsha");
+                        }
+                    })
+                    .await
+                }) as Scenario<'_>,
+            ),
+            (
+                "naive GET+SETEX (miss)",
+                Box::pin(async {
+                    let (connection, body) = (connection.clone(), body.clone());
+                    measure(tasks, move |n| {
+                        let (mut connection, body) = (connection.clone(), body.clone());
+                        async move {
+                            let key = format!("naive:{tasks}:{n}");
+                            let found: Option<String> = connection.get(&key).await.expect("get");
+                            if found.is_none() {
+                                let _: () =
+                                    connection.set_ex(&key, body, 86_400).await.expect("setex");
+                            }
+                        }
+                    })
+                    .await
+                }) as Scenario<'_>,
+            ),
+            (
+                "idempotent replay",
+                Box::pin(async {
                     let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
-                    async move {
-                        let req = requests[(n % REPLAY_KEYS) as usize].clone();
-                        charge(&store, req).await.expect("replay");
-                    }
-                })
-                .await
-            }),
-            ("idempotent first run", {
-                let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
-                measure(tasks, move |_| {
+                    measure(tasks, move |n| {
+                        let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
+                        async move {
+                            let req = requests[(n % REPLAY_KEYS) as usize].clone();
+                            charge(&store, req).await.expect("replay");
+                        }
+                    })
+                    .await
+                }) as Scenario<'_>,
+            ),
+            (
+                "idempotent first run",
+                Box::pin(async {
                     let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
-                    async move {
-                        let req = request(first_runs.fetch_add(1, Ordering::Relaxed));
-                        charge(&store, req).await.expect("first run");
-                    }
-                })
-                .await
-            }),
+                    measure(tasks, move |_| {
+                        let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
+                        async move {
+                            let req = request(first_runs.fetch_add(1, Ordering::Relaxed));
+                            charge(&store, req).await.expect("first run");
+                        }
+                    })
+                    .await
+                }) as Scenario<'_>,
+            ),
         ];
-        for (name, figures) in scenarios {
+        for (name, scenario) in scenarios {
+            if only_scenario
+                .as_deref()
+                .is_some_and(|only| !name.contains(only))
+            {
+                continue;
+            }
+            let figures = scenario.await;
             println!(
                 "{:<26} {:>5} {:>11.0} {:>9} {:>9}",
                 name,

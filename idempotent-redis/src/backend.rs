@@ -13,6 +13,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use crate::connection::{self, Connection};
+use crate::record::{self, Found};
 use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
 use crate::token::new_token;
 
@@ -26,10 +27,15 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// uses the same server, or the same Redis Cluster
 /// ([`connect_cluster`](Self::connect_cluster)).
 ///
-/// Every operation is one Lua script on one key (one round trip, atomic, run
-/// with `EVALSHA` and reloaded after a server restart), so a replay costs one
-/// command and a first run two. Leases and expiry follow the server's clock,
-/// and every key written has an expiry.
+/// Every operation is one atomic command on one key. A claim is a plain
+/// `SET key claim NX GET PX ..`: it claims an absent key and returns a
+/// completed record as it is, so a replay costs one command and no Lua, and
+/// a first run two (the claim, then the completion). Completion, release,
+/// renewal and the claim of a key in progress are Lua scripts (run with
+/// `EVALSHA`, reloaded after a server restart), compare-and-set on the
+/// fencing token. Leases and expiry follow the server's clock, and every key
+/// written has an expiry. Needs Redis 7.0 or newer (or Valkey), for `SET`
+/// with both `NX` and `GET`.
 ///
 /// ```no_run
 /// # async fn start() -> Result<(), idempotent_core::BackendError> {
@@ -229,10 +235,20 @@ impl RedisBackend {
         args: &[&[u8]],
         operation: &str,
     ) -> Result<Value, BackendError> {
-        let record_key = self.record_key(key);
+        self.invoke_at(script, &self.record_key(key), args, operation)
+            .await
+    }
+
+    async fn invoke_at(
+        &self,
+        script: &LuaScript,
+        record_key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<Value, BackendError> {
         let command = |name: &str, script_arg: &str| {
             let mut command = redis::cmd(name);
-            command.arg(script_arg).arg(1).arg(&record_key);
+            command.arg(script_arg).arg(1).arg(record_key);
             for arg in args {
                 command.arg(*arg);
             }
@@ -250,10 +266,32 @@ impl RedisBackend {
             }
             reply => reply,
         };
-        reply.map_err(|error| {
-            self.connection.failed(&error);
-            backend_error(error, &format!("Redis {operation} failed"))
-        })
+        reply.map_err(|error| self.failed(error, operation))
+    }
+
+    fn failed(&self, error: RedisError, operation: &str) -> BackendError {
+        self.connection.failed(&error);
+        backend_error(error, &format!("Redis {operation} failed"))
+    }
+
+    /// The claim script, for a key found in progress by the plain claim.
+    async fn claim_with_script(
+        &self,
+        key: &str,
+        record_key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease_arg: &[u8],
+    ) -> Result<ClaimOutcome, BackendError> {
+        let reply = self
+            .invoke_at(
+                &CLAIM,
+                record_key,
+                &[fingerprint.as_bytes(), &record::token_hex(token), lease_arg],
+                "claim",
+            )
+            .await?;
+        parse_claim(key, token, reply)
     }
 
     async fn compare_and_set(
@@ -280,21 +318,57 @@ impl Backend for RedisBackend {
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         let token = new_token();
-        let token_arg = token.get().to_string();
-        let lease_arg = millis(lease).to_string();
-        let reply = self
-            .invoke(
-                &CLAIM,
-                key,
-                &[
-                    fingerprint.as_bytes(),
-                    token_arg.as_bytes(),
-                    lease_arg.as_bytes(),
-                ],
-                "claim",
-            )
-            .await?;
-        parse_claim(key, token, reply)
+        let lease_ms = millis(lease);
+        let record_key = self.record_key(key);
+        let claim = record::claim(fingerprint, token, lease_ms);
+        let mut command = redis::cmd("SET");
+        command
+            .arg(&record_key)
+            .arg(&claim)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(lease_ms.saturating_mul(2));
+        let mut connection = self.connection.handle();
+        let reply: Value = match command.query_async(&mut connection).await {
+            Ok(reply) => reply,
+            Err(error) if error.code() == Some("WRONGTYPE") => {
+                return Err(corrupt(
+                    key,
+                    "claim",
+                    "the value at this key is not a string",
+                ));
+            }
+            Err(error)
+                if error
+                    .detail()
+                    .is_some_and(|detail| detail.contains("syntax error")) =>
+            {
+                return Err(BackendError::new(
+                    BackendErrorKind::Other,
+                    "Redis refused SET with both NX and GET: RedisBackend needs Redis 7.0 or newer (or Valkey)",
+                )
+                .with_source(error));
+            }
+            Err(error) => return Err(self.failed(error, "claim")),
+        };
+        match reply {
+            Value::Nil => Ok(ClaimOutcome::Acquired {
+                token,
+                took_over: false,
+            }),
+            Value::BulkString(found) => match record::read(found, fingerprint) {
+                Ok(Found::Completed(output)) => Ok(ClaimOutcome::Completed { output }),
+                Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
+                Ok(Found::InProgress) => {
+                    let lease_arg = &claim[record::HEADER_LEN..];
+                    self.claim_with_script(key, &record_key, fingerprint, token, lease_arg)
+                        .await
+                }
+                Err(reason) => Err(corrupt(key, "claim", &reason)),
+            },
+            other => Err(unexpected(key, "claim", &other)),
+        }
     }
 
     async fn complete(
@@ -311,20 +385,20 @@ impl Backend for RedisBackend {
                 "RedisBackend::with_max_output_bytes",
             ));
         }
-        let token_arg = token.get().to_string();
+        let token_arg = record::token_hex(token);
         let ttl_arg = millis(ttl).to_string();
         self.compare_and_set(
             &COMPLETE,
             key,
-            &[token_arg.as_bytes(), output, ttl_arg.as_bytes()],
+            &[&token_arg, output, ttl_arg.as_bytes()],
             "complete",
         )
         .await
     }
 
     async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
-        let token_arg = token.get().to_string();
-        self.compare_and_set(&RELEASE, key, &[token_arg.as_bytes()], "release")
+        let token_arg = record::token_hex(token);
+        self.compare_and_set(&RELEASE, key, &[&token_arg], "release")
             .await
     }
 
@@ -334,15 +408,10 @@ impl Backend for RedisBackend {
         token: FencingToken,
         lease: Duration,
     ) -> Result<CasOutcome, BackendError> {
-        let token_arg = token.get().to_string();
+        let token_arg = record::token_hex(token);
         let lease_arg = millis(lease).to_string();
-        self.compare_and_set(
-            &RENEW,
-            key,
-            &[token_arg.as_bytes(), lease_arg.as_bytes()],
-            "renew",
-        )
-        .await
+        self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
+            .await
     }
 
     fn release_in_background(&self, key: &str, token: FencingToken) {
@@ -389,8 +458,8 @@ fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutc
     }
 }
 
-/// A reply no script of this crate gives for a record it wrote: the corrupt
-/// marker, or anything else.
+/// A reply no command of this crate gives for a record it wrote: the corrupt
+/// marker of a script, or anything else.
 fn unexpected(key: &str, operation: &str, reply: &Value) -> BackendError {
     let reason = match reply {
         Value::Array(items) => match items.as_slice() {
@@ -401,6 +470,10 @@ fn unexpected(key: &str, operation: &str, reply: &Value) -> BackendError {
         },
         _ => format!("unexpected reply {reply:?}"),
     };
+    corrupt(key, operation, &reason)
+}
+
+fn corrupt(key: &str, operation: &str, reason: &str) -> BackendError {
     BackendError::new(
         BackendErrorKind::Corrupt,
         format!("Redis {operation} at {key:?}: {reason} (the key holds data this library did not write)"),

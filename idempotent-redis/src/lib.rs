@@ -76,6 +76,7 @@
 
 mod backend;
 mod connection;
+mod record;
 mod scripts;
 mod token;
 

@@ -1,5 +1,7 @@
-//! The Lua scripts: each store operation is one script on one key, so it is
-//! atomic, costs one round trip, and runs unchanged on Redis Cluster.
+//! The Lua scripts: complete, release, renew, and the claim of a key in
+//! progress are each one script on one key, so each is atomic, costs one
+//! round trip, and runs unchanged on Redis Cluster. (A claim first tries a
+//! plain `SET .. NX GET`, which settles a replay and a new key without Lua.)
 //!
 //! A script runs with `EVALSHA`; a server that has not cached it (new,
 //! restarted, flushed, or a cluster node that never ran it) answers
@@ -9,13 +11,14 @@
 //! the record and costs one more round trip, where `SCRIPT LOAD` and a second
 //! `EVALSHA` would cost two and fan out to every node.
 //!
-//! A record is a hash with a format version `v`, a state `s` (`P` in
-//! progress, `C` completed), the fingerprint `f` (32 raw bytes), and either
-//! the fencing token `t` with the lease end `l` (server milliseconds) or the
-//! output `o`. Every write sets an expiry: a claim lives for two leases (one
-//! past its lease end, so a takeover can still tell it apart from a new
-//! request), a completed record for its ttl. Times come from the server's
-//! `TIME`, never from the client, so clock skew between app servers cannot
+//! The records are strings laid out as `record.rs` describes; the scripts
+//! read them at the same offsets (Lua counts from 1): the format `idem1` at
+//! 1-5, the state at 6, the fingerprint at 7-38, the token at 39-54, the
+//! lease or the output from 55. Every write sets an expiry: a claim lives for
+//! two leases (one past its lease end, so a takeover can still tell it apart
+//! from a new request), a completed record for its ttl. The lease end is
+//! read from the key's expiry (`PTTL - lease`), so time is the server's
+//! clock, never the client's, and clock skew between app servers cannot
 //! break a lease.
 
 use std::sync::LazyLock;
@@ -54,65 +57,58 @@ pub(crate) const MISMATCH: i64 = 4;
 /// crate wrote; the second element says why.
 pub(crate) const CORRUPT: i64 = -1;
 
-/// Reads the record and decides, in the order of the decision table.
+/// Reads the record and decides, in the order of the decision table. The
+/// plain `SET .. NX GET` of `RedisBackend::claim` settles absent and
+/// completed records itself and calls this script for claims in progress,
+/// whose lease needs the server's clock; the script decides every case on
+/// its own all the same, since the record may have changed in between.
 ///
-/// KEYS[1] record key; ARGV[1] fingerprint, ARGV[2] new token, ARGV[3] lease ms.
-/// Replies `{1, took_over}`, `{2, lease_remaining_ms}`, `{3, output}`, `{4}`
-/// or `{-1, reason}`.
+/// KEYS[1] record key; ARGV[1] fingerprint, ARGV[2] new token (hex),
+/// ARGV[3] lease ms. Replies `{1, took_over}`, `{2, lease_remaining_ms}`,
+/// `{3, output}`, `{4}` or `{-1, reason}`.
 pub(crate) static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
 local key, fingerprint, token, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-local record = redis.pcall('HMGET', key, 'v', 's', 'f', 'l', 'o')
-if record.err then
-    return {-1, 'the value at this key is not a hash'}
-end
-local version, state, stored, lease_until, output = record[1], record[2], record[3], record[4], record[5]
--- The server's clock, read only when a lease is involved: a replay needs none.
-local function server_now()
-    local time = redis.call('TIME')
-    return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local record = redis.pcall('GET', key)
+if type(record) == 'table' and record.err then
+    return {-1, 'the value at this key is not a string'}
 end
 
-local function claim(took_over, now)
-    redis.call('HSET', key, 'v', '1', 's', 'P', 'f', fingerprint, 't', token, 'l', now + lease)
-    redis.call('PEXPIRE', key, 2 * lease)
+local function claim(took_over)
+    redis.call('SET', key, 'idem1P' .. fingerprint .. token .. ARGV[3], 'PX', 2 * lease)
     return {1, took_over}
 end
 
-if not version then
-    if redis.call('EXISTS', key) == 1 then
-        return {-1, 'the hash at this key has no record version'}
-    end
-    return claim(0, server_now())
+if not record then
+    return claim(0)
 end
-if version ~= '1' then
-    return {-1, 'unknown record version ' .. version}
+if string.len(record) < 54 or string.sub(record, 1, 4) ~= 'idem' then
+    return {-1, 'the value at this key is not an idempotency record'}
 end
-if not stored or string.len(stored) ~= 32 then
-    return {-1, 'the record has no valid fingerprint'}
+if string.sub(record, 5, 5) ~= '1' then
+    return {-1, 'unknown record version ' .. string.sub(record, 5, 5)}
 end
-if stored ~= fingerprint then
+local state = string.sub(record, 6, 6)
+if state ~= 'P' and state ~= 'C' then
+    return {-1, 'unknown record state ' .. state}
+end
+if string.sub(record, 7, 38) ~= fingerprint then
     return {4}
 end
 if state == 'C' then
-    if not output then
-        return {-1, 'the completed record has no output'}
-    end
-    return {3, output}
+    return {3, string.sub(record, 55)}
 end
-if state == 'P' then
-    local lease_end = tonumber(lease_until)
-    if not lease_end then
-        return {-1, 'the claim has no valid lease end'}
-    end
-    local now = server_now()
-    if lease_end > now then
-        return {2, lease_end - now}
-    end
-    return claim(1, now)
+local held_for = tonumber(string.sub(record, 55))
+local expires_in = redis.call('PTTL', key)
+if not held_for or expires_in < 0 then
+    return {-1, 'the claim has no valid lease'}
 end
-return {-1, 'unknown record state'}
+local remaining = expires_in - held_for
+if remaining > 0 then
+    return {2, remaining}
+end
+return claim(1)
 "#,
     )
 });
@@ -121,24 +117,32 @@ return {-1, 'unknown record state'}
 /// completed record keeps the token, so a retry of a complete whose reply
 /// was lost finds its own record and is told so, not fenced.
 ///
-/// KEYS[1] record key; ARGV[1] token, ARGV[2] output, ARGV[3] ttl ms.
+/// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] output, ARGV[3] ttl ms.
 /// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
 pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('HMGET', KEYS[1], 's', 't')
-if record.err then
-    return {-1, 'the value at this key is not a hash'}
+local record = redis.pcall('GET', KEYS[1])
+if type(record) == 'table' and record.err then
+    return {-1, 'the value at this key is not a string'}
 end
-if record[1] == 'C' and record[2] == ARGV[1] then
-    return 1
-end
-if record[1] ~= 'P' or record[2] ~= ARGV[1] then
+if not record then
     return 0
 end
-redis.call('HSET', KEYS[1], 's', 'C', 'o', ARGV[2])
-redis.call('HDEL', KEYS[1], 'l')
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+    return {-1, 'the value at this key is not an idempotency record'}
+end
+local state, token = string.sub(record, 6, 6), string.sub(record, 39, 54)
+if token ~= ARGV[1] then
+    return 0
+end
+if state == 'C' then
+    return 1
+end
+if state ~= 'P' then
+    return 0
+end
+redis.call('SET', KEYS[1], 'idem1C' .. string.sub(record, 7, 54) .. ARGV[2], 'PX', ARGV[3])
 return 1
 "#,
     )
@@ -146,15 +150,22 @@ return 1
 
 /// Deletes the claim holding the token.
 ///
-/// KEYS[1] record key; ARGV[1] token. Replies 1 (applied) or 0 (fenced).
+/// KEYS[1] record key; ARGV[1] token (hex). Replies 1 (applied), 0 (fenced)
+/// or `{-1, reason}`.
 pub(crate) static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('HMGET', KEYS[1], 's', 't')
-if record.err then
-    return {-1, 'the value at this key is not a hash'}
+local record = redis.pcall('GET', KEYS[1])
+if type(record) == 'table' and record.err then
+    return {-1, 'the value at this key is not a string'}
 end
-if record[1] ~= 'P' or record[2] ~= ARGV[1] then
+if not record then
+    return 0
+end
+if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+    return {-1, 'the value at this key is not an idempotency record'}
+end
+if string.sub(record, 6, 6) ~= 'P' or string.sub(record, 39, 54) ~= ARGV[1] then
     return 0
 end
 redis.call('DEL', KEYS[1])
@@ -163,24 +174,28 @@ return 1
     )
 });
 
-/// Extends the lease of the claim holding the token.
+/// Extends the lease of the claim holding the token: the key expires two
+/// leases from now, and the record keeps the new lease's length.
 ///
-/// KEYS[1] record key; ARGV[1] token, ARGV[2] lease ms. Replies 1 or 0.
+/// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] lease ms. Replies 1
+/// (applied), 0 (fenced) or `{-1, reason}`.
 pub(crate) static RENEW: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('HMGET', KEYS[1], 's', 't')
-if record.err then
-    return {-1, 'the value at this key is not a hash'}
+local record = redis.pcall('GET', KEYS[1])
+if type(record) == 'table' and record.err then
+    return {-1, 'the value at this key is not a string'}
 end
-if record[1] ~= 'P' or record[2] ~= ARGV[1] then
+if not record then
     return 0
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local lease = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'l', now + lease)
-redis.call('PEXPIRE', KEYS[1], 2 * lease)
+if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+    return {-1, 'the value at this key is not an idempotency record'}
+end
+if string.sub(record, 6, 6) ~= 'P' or string.sub(record, 39, 54) ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], string.sub(record, 1, 54) .. ARGV[2], 'PX', 2 * tonumber(ARGV[2]))
 return 1
 "#,
     )

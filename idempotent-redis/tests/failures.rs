@@ -94,53 +94,147 @@ async fn a_corrupt_value_at_a_record_key_is_an_error_and_the_body_does_not_run()
             .prepare(key, &1);
         store.record_key(call.stored_key().unwrap())
     };
-    let plant: [(&str, redis::Cmd); 4] = [
+    // A header as this crate writes it (`idem1`, state, fingerprint, token),
+    // with `charge`'s own fingerprint, so that a planted record gets past the
+    // fingerprint check and is read for its state, lease or output.
+    let header = |state: &str| {
+        let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
+        [
+            b"idem1".as_slice(),
+            state.as_bytes(),
+            fingerprint.as_bytes(),
+            b"00000000000000ff",
+        ]
+        .concat()
+    };
+    let plant: Vec<(&str, &str, redis::Cmd)> = vec![
         (
-            "a string",
+            "a foreign string",
+            "string",
             redis::cmd("SET")
                 .arg(record_key("string"))
                 .arg("garbage")
                 .clone(),
         ),
         (
-            "a foreign hash",
+            "a hash",
+            "hash",
             redis::cmd("HSET")
-                .arg(record_key("foreign"))
+                .arg(record_key("hash"))
                 .arg("x")
                 .arg("1")
                 .clone(),
         ),
         (
             "a future version",
-            redis::cmd("HSET")
+            "version",
+            redis::cmd("SET")
                 .arg(record_key("version"))
-                .arg("v")
-                .arg("9")
+                .arg([b"idem9".as_slice(), &header("C")[5..], b"output"].concat())
+                .clone(),
+        ),
+        (
+            "an unknown state",
+            "state",
+            redis::cmd("SET")
+                .arg(record_key("state"))
+                .arg(header("X"))
                 .clone(),
         ),
         (
             "a cut record",
-            redis::cmd("HSET")
+            "cut",
+            redis::cmd("SET")
                 .arg(record_key("cut"))
-                .arg("v")
-                .arg("1")
-                .arg("s")
-                .arg("C")
-                .arg("f")
-                .arg("short")
+                .arg(&header("C")[..40])
+                .clone(),
+        ),
+        (
+            // Read by the claim script, not by the plain claim.
+            "a claim with a garbage lease",
+            "lease",
+            redis::cmd("SET")
+                .arg(record_key("lease"))
+                .arg([header("P").as_slice(), b"soon"].concat())
+                .arg("PX")
+                .arg(60_000)
+                .clone(),
+        ),
+        (
+            "a claim without an expiry",
+            "persistent",
+            redis::cmd("SET")
+                .arg(record_key("persistent"))
+                .arg([header("P").as_slice(), b"1000"].concat())
                 .clone(),
         ),
     ];
     let runs = RUNS.load(Ordering::SeqCst);
-    for ((what, command), key) in plant.iter().zip(["string", "foreign", "version", "cut"]) {
+    for (what, key, command) in &plant {
         let _: redis::Value = server.query(command);
         let outcome = charge(&store, key).await;
         assert!(
-            matches!(outcome, Err(Error::Codec(_))),
+            matches!(&outcome, Err(Error::Codec(error)) if error.to_string().contains("did not write")),
             "{what}: {outcome:?}"
         );
     }
     assert_eq!(RUNS.load(Ordering::SeqCst), runs, "no body ran");
+}
+
+#[tokio::test]
+async fn completing_releasing_or_renewing_over_a_foreign_value_is_an_error() {
+    let server = RedisServer::start();
+    let store = RedisBackend::connect(&server.url()).await.unwrap();
+    let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
+    let lease = Duration::from_secs(30);
+    for (what, value) in [
+        (
+            "a foreign string",
+            redis::cmd("SET")
+                .arg(store.record_key("k"))
+                .arg("garbage")
+                .clone(),
+        ),
+        (
+            "a hash",
+            redis::cmd("HSET")
+                .arg(store.record_key("k"))
+                .arg("x")
+                .arg("1")
+                .clone(),
+        ),
+    ] {
+        let _: redis::Value = server.query(redis::cmd("DEL").arg(store.record_key("k")));
+        let idempotent_core::ClaimOutcome::Acquired { token, .. } =
+            store.claim("k", &fingerprint, lease).await.unwrap()
+        else {
+            panic!("the key is new");
+        };
+        // Someone else replaces the claim with data of their own.
+        let _: redis::Value = server.query(redis::cmd("DEL").arg(store.record_key("k")));
+        let _: redis::Value = server.query(&value);
+        let complete = store.complete("k", token, b"out", lease).await;
+        let renew = store.renew("k", token, lease).await;
+        let release = store.release("k", token).await;
+        for (operation, outcome) in [
+            ("complete", complete),
+            ("renew", renew),
+            ("release", release),
+        ] {
+            let error = outcome.expect_err(what);
+            assert_eq!(
+                error.kind(),
+                BackendErrorKind::Corrupt,
+                "{what}, {operation}: {error}"
+            );
+        }
+        let left: redis::Value = server.query(redis::cmd("EXISTS").arg(store.record_key("k")));
+        assert_eq!(
+            left,
+            redis::Value::Int(1),
+            "{what}: the foreign value is left alone"
+        );
+    }
 }
 
 #[tokio::test]

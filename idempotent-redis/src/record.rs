@@ -1,0 +1,188 @@
+//! How a record is stored: one Redis string with a fixed-width header.
+//!
+//! | bytes | what |
+//! | --- | --- |
+//! | 0..5 | `idem1`: the format's name and version |
+//! | 5 | the state: `P` in progress, `C` completed |
+//! | 6..38 | the fingerprint, 32 raw bytes |
+//! | 38..54 | the fencing token, 16 lowercase hex digits |
+//! | 54.. | `P`: the lease in decimal milliseconds; `C`: the output |
+//!
+//! A string, not a hash, so that a claim can be one plain
+//! `SET key claim NX GET PX 2*lease`: it writes the claim when the key is
+//! absent and otherwise returns the record unchanged, which is how a replay
+//! costs one command and no Lua. A completed record never changes, so the
+//! client may decide on it alone; only a record in progress goes on to the
+//! claim script, which decides atomically with the lease.
+//!
+//! No time is stored: a claim's key expires two leases after it was claimed
+//! or renewed, so the lease ends one lease before the key does
+//! (`PTTL - lease`), by the server's clock. The Lua scripts read the same
+//! offsets (`scripts.rs`).
+
+use idempotent_core::{FencingToken, Fingerprint};
+
+/// The format's name and version, the first bytes of every record.
+pub(crate) const MAGIC: &[u8] = b"idem1";
+/// The state byte of a record in progress.
+pub(crate) const IN_PROGRESS: u8 = b'P';
+/// The state byte of a completed record.
+pub(crate) const COMPLETED: u8 = b'C';
+const STATE_AT: usize = MAGIC.len();
+const FINGERPRINT_AT: usize = STATE_AT + 1;
+const TOKEN_AT: usize = FINGERPRINT_AT + 32;
+/// The header's length; the lease or the output follows it.
+pub(crate) const HEADER_LEN: usize = TOKEN_AT + 16;
+
+/// A token as the records and the scripts spell it: 16 lowercase hex digits,
+/// compared as strings in Lua, whose numbers cannot hold 64 bits.
+pub(crate) fn token_hex(token: FencingToken) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let value = token.get();
+    let mut hex = [0; 16];
+    for (index, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[((value >> (60 - 4 * index)) & 0xf) as usize];
+    }
+    hex
+}
+
+/// The record of a new claim.
+pub(crate) fn claim(fingerprint: &Fingerprint, token: FencingToken, lease_ms: u64) -> Vec<u8> {
+    let lease = lease_ms.to_string();
+    let mut record = Vec::with_capacity(HEADER_LEN + lease.len());
+    record.extend_from_slice(MAGIC);
+    record.push(IN_PROGRESS);
+    record.extend_from_slice(fingerprint.as_bytes());
+    record.extend_from_slice(&token_hex(token));
+    record.extend_from_slice(lease.as_bytes());
+    record
+}
+
+/// What a claim found at a key that held a record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Completed with the same fingerprint: its output.
+    Completed(Vec<u8>),
+    /// In progress with the same fingerprint: whether its lease is live is
+    /// for the claim script to decide.
+    InProgress,
+    /// Another fingerprint, in any state.
+    Mismatch,
+}
+
+/// Reads a record found at claim time; `Err` says why it is not a record
+/// this crate wrote.
+pub(crate) fn read(mut record: Vec<u8>, fingerprint: &Fingerprint) -> Result<Found, String> {
+    if record.len() < HEADER_LEN || !record.starts_with(&MAGIC[..MAGIC.len() - 1]) {
+        return Err("the value at this key is not an idempotency record".to_owned());
+    }
+    if record[MAGIC.len() - 1] != MAGIC[MAGIC.len() - 1] {
+        return Err(format!(
+            "unknown record version {:?}",
+            char::from(record[MAGIC.len() - 1])
+        ));
+    }
+    let state = record[STATE_AT];
+    if state != IN_PROGRESS && state != COMPLETED {
+        return Err(format!("unknown record state {:?}", char::from(state)));
+    }
+    if record[FINGERPRINT_AT..TOKEN_AT] != fingerprint.as_bytes()[..] {
+        return Ok(Found::Mismatch);
+    }
+    if state == IN_PROGRESS {
+        return Ok(Found::InProgress);
+    }
+    // Shifting the output down reuses the reply's buffer: no allocation.
+    record.drain(..HEADER_LEN);
+    Ok(Found::Completed(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(byte: u8) -> Fingerprint {
+        Fingerprint::from_bytes([byte; 32])
+    }
+
+    fn completed(fingerprint: &Fingerprint, output: &[u8]) -> Vec<u8> {
+        let mut record = claim(fingerprint, FencingToken::new(7), 1000);
+        record.truncate(HEADER_LEN);
+        record[STATE_AT] = COMPLETED;
+        record.extend_from_slice(output);
+        record
+    }
+
+    #[test]
+    fn a_claim_record_has_the_documented_layout() {
+        let record = claim(
+            &fingerprint(0xab),
+            FencingToken::new(0x0123_4567_89ab_cdef),
+            30_000,
+        );
+        assert_eq!(&record[..6], b"idem1P");
+        assert_eq!(&record[6..38], &[0xab; 32]);
+        assert_eq!(&record[38..54], b"0123456789abcdef");
+        assert_eq!(&record[54..], b"30000");
+    }
+
+    #[test]
+    fn tokens_are_sixteen_hex_digits() {
+        assert_eq!(&token_hex(FencingToken::new(0)), b"0000000000000000");
+        assert_eq!(&token_hex(FencingToken::new(u64::MAX)), b"ffffffffffffffff");
+        assert_eq!(&token_hex(FencingToken::new(0xa)), b"000000000000000a");
+    }
+
+    #[test]
+    fn a_completed_record_gives_its_output() {
+        let mine = fingerprint(1);
+        assert_eq!(
+            read(completed(&mine, b"{\"ok\":1}"), &mine),
+            Ok(Found::Completed(b"{\"ok\":1}".to_vec()))
+        );
+        assert_eq!(
+            read(completed(&mine, b""), &mine),
+            Ok(Found::Completed(Vec::new()))
+        );
+    }
+
+    #[test]
+    fn another_fingerprint_is_a_mismatch_in_either_state() {
+        let (mine, theirs) = (fingerprint(1), fingerprint(2));
+        assert_eq!(read(completed(&theirs, b"x"), &mine), Ok(Found::Mismatch));
+        let claimed = claim(&theirs, FencingToken::new(1), 10);
+        assert_eq!(read(claimed, &mine), Ok(Found::Mismatch));
+    }
+
+    #[test]
+    fn a_claim_in_progress_is_left_to_the_script() {
+        let mine = fingerprint(1);
+        let claimed = claim(&mine, FencingToken::new(1), 10);
+        assert_eq!(read(claimed, &mine), Ok(Found::InProgress));
+    }
+
+    #[test]
+    fn foreign_truncated_and_future_values_are_refused() {
+        let mine = fingerprint(1);
+        let whole = completed(&mine, b"output");
+        for (value, reason) in [
+            (b"hello".to_vec(), "not an idempotency record"),
+            (
+                whole[..HEADER_LEN - 1].to_vec(),
+                "not an idempotency record",
+            ),
+            (Vec::new(), "not an idempotency record"),
+            (
+                [b"idem2".as_slice(), &whole[5..]].concat(),
+                "unknown record version '2'",
+            ),
+            (
+                [b"idem1X".as_slice(), &whole[6..]].concat(),
+                "unknown record state 'X'",
+            ),
+        ] {
+            let error = read(value, &mine).unwrap_err();
+            assert!(error.contains(reason), "{error:?} should say {reason:?}");
+        }
+    }
+}
