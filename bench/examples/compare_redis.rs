@@ -41,17 +41,54 @@ struct Figures {
     ops_per_sec: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time per operation: this process's (all threads), and the
+    /// server's.
+    client_cpu: Duration,
+    server_cpu: Duration,
+}
+
+/// CPU time used by this process so far, all threads, user and system
+/// (`/proc/self/stat`, in clock ticks of 10 ms).
+fn client_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time used by the server so far, from `INFO cpu`.
+async fn server_cpu(connection: &mut ConnectionManager) -> Duration {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(connection)
+        .await
+        .expect("INFO cpu");
+    let seconds: f64 = info
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            matches!(name, "used_cpu_sys" | "used_cpu_user")
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum();
+    Duration::from_secs_f64(seconds)
 }
 
 /// Runs `op` from `tasks` tasks for `RUN_FOR`; `op` gets a unique sequence
-/// number per call.
-async fn measure<F, Fut>(tasks: usize, op: F) -> Figures
+/// number per call. `server` is a connection for reading the server's CPU
+/// time.
+async fn measure<F, Fut>(mut server: ConnectionManager, tasks: usize, op: F) -> Figures
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
     let sequence = Arc::new(AtomicU64::new(0));
+    let (client_before, server_before) = (client_cpu(), server_cpu(&mut server).await);
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -73,16 +110,23 @@ where
         latencies.extend(handle.await.expect("task"));
     }
     let elapsed = started.elapsed();
+    let (client_after, server_after) = (client_cpu(), server_cpu(&mut server).await);
     latencies.sort_unstable();
     let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize];
+    let per_op = |cpu: Duration| cpu / u32::try_from(latencies.len()).expect("ops fit u32");
     Figures {
         ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        client_cpu: per_op(client_after - client_before),
+        server_cpu: per_op(server_after - server_before),
     }
 }
 
-#[tokio::main]
+// One client thread: the server is on the same 2-core machine and needs a
+// core of its own, so a second client worker would only contend with it.
+// Every scenario runs on the same runtime and connection kind.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // Optional filters, for profiling one scenario:
     // `-- <scenario name part> [<tasks>]`.
@@ -123,8 +167,8 @@ async fn main() {
         RUN_FOR.as_secs()
     );
     println!(
-        "{:<26} {:>5} {:>11} {:>9} {:>9}",
-        "scenario", "tasks", "ops/s", "p50 µs", "p99 µs"
+        "{:<26} {:>5} {:>11} {:>9} {:>9} {:>12} {:>12}",
+        "scenario", "tasks", "ops/s", "p50 µs", "p99 µs", "client µs/op", "server µs/op"
     );
     let mut table: Vec<(&str, usize, Figures)> = Vec::new();
     for tasks in CONCURRENCY {
@@ -136,7 +180,7 @@ async fn main() {
                 "raw GET",
                 Box::pin(async {
                     let connection = connection.clone();
-                    measure(tasks, move |_| {
+                    measure(connection.clone(), tasks, move |_| {
                         let mut connection = connection.clone();
                         async move {
                             let _: Option<String> = connection.get("bench:get").await.expect("get");
@@ -149,7 +193,7 @@ async fn main() {
                 "raw EVALSHA (return 1)",
                 Box::pin(async {
                     let (connection, trivial) = (connection.clone(), Arc::clone(&trivial));
-                    measure(tasks, move |_| {
+                    measure(connection.clone(), tasks, move |_| {
                         let (mut connection, trivial) = (connection.clone(), Arc::clone(&trivial));
                         async move {
                             let _: i64 = trivial
@@ -165,7 +209,7 @@ async fn main() {
                 "naive GET+SETEX (miss)",
                 Box::pin(async {
                     let (connection, body) = (connection.clone(), body.clone());
-                    measure(tasks, move |n| {
+                    measure(connection.clone(), tasks, move |n| {
                         let (mut connection, body) = (connection.clone(), body.clone());
                         async move {
                             let key = format!("naive:{tasks}:{n}");
@@ -183,7 +227,7 @@ async fn main() {
                 "idempotent replay",
                 Box::pin(async {
                     let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
-                    measure(tasks, move |n| {
+                    measure(connection.clone(), tasks, move |n| {
                         let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
                         async move {
                             let req = requests[(n % REPLAY_KEYS) as usize].clone();
@@ -197,7 +241,7 @@ async fn main() {
                 "idempotent first run",
                 Box::pin(async {
                     let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
-                    measure(tasks, move |_| {
+                    measure(connection.clone(), tasks, move |_| {
                         let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
                         async move {
                             let req = request(first_runs.fetch_add(1, Ordering::Relaxed));
@@ -217,12 +261,14 @@ async fn main() {
             }
             let figures = scenario.await;
             println!(
-                "{:<26} {:>5} {:>11.0} {:>9} {:>9}",
+                "{:<26} {:>5} {:>11.0} {:>9} {:>9} {:>12.2} {:>12.2}",
                 name,
                 tasks,
                 figures.ops_per_sec,
                 figures.p50.as_micros(),
-                figures.p99.as_micros()
+                figures.p99.as_micros(),
+                figures.client_cpu.as_secs_f64() * 1e6,
+                figures.server_cpu.as_secs_f64() * 1e6
             );
             table.push((name, tasks, figures));
         }

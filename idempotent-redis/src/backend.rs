@@ -1,6 +1,7 @@
 //! `RedisBackend`: the `Backend` contract on a Redis server.
 
 use std::fmt;
+use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,7 +11,7 @@ use idempotent_core::{
 use redis::aio::ConnectionManager;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{Client, ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::connection::{self, Connection};
 use crate::record::{self, Found};
@@ -266,10 +267,17 @@ impl RedisBackend {
             }
             reply => reply,
         };
-        reply.map_err(|error| self.failed(error, operation))
+        reply.map_err(|error| self.failed(record_key, error, operation))
     }
 
-    fn failed(&self, error: RedisError, operation: &str) -> BackendError {
+    fn failed(&self, record_key: &str, error: RedisError, operation: &str) -> BackendError {
+        if error.code() == Some("WRONGTYPE") {
+            return corrupt(
+                record_key,
+                operation,
+                "the value at this key is not a string",
+            );
+        }
         self.connection.failed(&error);
         backend_error(error, &format!("Redis {operation} failed"))
     }
@@ -319,11 +327,13 @@ impl Backend for RedisBackend {
     ) -> Result<ClaimOutcome, BackendError> {
         let token = new_token();
         let lease_ms = millis(lease);
-        let record_key = self.record_key(key);
         let claim = record::claim(fingerprint, token, lease_ms);
         let mut command = redis::cmd("SET");
         command
-            .arg(&record_key)
+            .arg(RecordKey {
+                prefix: &self.key_prefix,
+                key,
+            })
             .arg(&claim)
             .arg("NX")
             .arg("GET")
@@ -332,13 +342,6 @@ impl Backend for RedisBackend {
         let mut connection = self.connection.handle();
         let reply: Value = match command.query_async(&mut connection).await {
             Ok(reply) => reply,
-            Err(error) if error.code() == Some("WRONGTYPE") => {
-                return Err(corrupt(
-                    key,
-                    "claim",
-                    "the value at this key is not a string",
-                ));
-            }
             Err(error)
                 if error
                     .detail()
@@ -350,8 +353,9 @@ impl Backend for RedisBackend {
                 )
                 .with_source(error));
             }
-            Err(error) => return Err(self.failed(error, "claim")),
+            Err(error) => return Err(self.failed(&self.record_key(key), error, "claim")),
         };
+        let record_key = || self.record_key(key);
         match reply {
             Value::Nil => Ok(ClaimOutcome::Acquired {
                 token,
@@ -362,12 +366,12 @@ impl Backend for RedisBackend {
                 Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
                 Ok(Found::InProgress) => {
                     let lease_arg = &claim[record::HEADER_LEN..];
-                    self.claim_with_script(key, &record_key, fingerprint, token, lease_arg)
+                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
                         .await
                 }
-                Err(reason) => Err(corrupt(key, "claim", &reason)),
+                Err(reason) => Err(corrupt(&record_key(), "claim", &reason)),
             },
-            other => Err(unexpected(key, "claim", &other)),
+            other => Err(unexpected(&record_key(), "claim", &other)),
         }
     }
 
@@ -426,6 +430,22 @@ impl fmt::Debug for RedisBackend {
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// A record key written straight into a command, `{prefix}{key}`, without
+/// building the `String` first: the claim is on every call's path.
+struct RecordKey<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl ToRedisArgs for RecordKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
     }
 }
 

@@ -20,6 +20,8 @@
 //! (`PTTL - lease`), by the server's clock. The Lua scripts read the same
 //! offsets (`scripts.rs`).
 
+use std::io::Write as _;
+
 use idempotent_core::{FencingToken, Fingerprint};
 
 /// The format's name and version, the first bytes of every record.
@@ -48,13 +50,13 @@ pub(crate) fn token_hex(token: FencingToken) -> [u8; 16] {
 
 /// The record of a new claim.
 pub(crate) fn claim(fingerprint: &Fingerprint, token: FencingToken, lease_ms: u64) -> Vec<u8> {
-    let lease = lease_ms.to_string();
-    let mut record = Vec::with_capacity(HEADER_LEN + lease.len());
+    // 20 digits hold any u64.
+    let mut record = Vec::with_capacity(HEADER_LEN + 20);
     record.extend_from_slice(MAGIC);
     record.push(IN_PROGRESS);
     record.extend_from_slice(fingerprint.as_bytes());
     record.extend_from_slice(&token_hex(token));
-    record.extend_from_slice(lease.as_bytes());
+    write!(record, "{lease_ms}").expect("writing to a Vec cannot fail");
     record
 }
 

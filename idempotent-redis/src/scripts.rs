@@ -14,7 +14,9 @@
 //! The records are strings laid out as `record.rs` describes; the scripts
 //! read them at the same offsets (Lua counts from 1): the format `idem1` at
 //! 1-5, the state at 6, the fingerprint at 7-38, the token at 39-54, the
-//! lease or the output from 55. Every write sets an expiry: a claim lives for
+//! lease or the output from 55. Scripts that need no output read the
+//! 54-byte header alone (`GETRANGE`). A key holding another type fails the
+//! script with `WRONGTYPE`, which the backend reports as corrupt. Every write sets an expiry: a claim lives for
 //! two leases (one past its lease end, so a takeover can still tell it apart
 //! from a new request), a completed record for its ttl. The lease end is
 //! read from the key's expiry (`PTTL - lease`), so time is the server's
@@ -70,10 +72,7 @@ pub(crate) static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
 local key, fingerprint, token, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-local record = redis.pcall('GET', key)
-if type(record) == 'table' and record.err then
-    return {-1, 'the value at this key is not a string'}
-end
+local record = redis.call('GET', key)
 
 local function claim(took_over)
     redis.call('SET', key, 'idem1P' .. fingerprint .. token .. ARGV[3], 'PX', 2 * lease)
@@ -122,27 +121,24 @@ return claim(1)
 pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('GET', KEYS[1])
-if type(record) == 'table' and record.err then
-    return {-1, 'the value at this key is not a string'}
-end
-if not record then
+local header = redis.call('GETRANGE', KEYS[1], 0, 53)
+if header == '' then
     return 0
 end
-if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+if string.len(header) < 54 or string.sub(header, 1, 5) ~= 'idem1' then
     return {-1, 'the value at this key is not an idempotency record'}
 end
-local state, token = string.sub(record, 6, 6), string.sub(record, 39, 54)
-if token ~= ARGV[1] then
+if string.sub(header, 39, 54) ~= ARGV[1] then
     return 0
 end
+local state = string.sub(header, 6, 6)
 if state == 'C' then
     return 1
 end
 if state ~= 'P' then
     return 0
 end
-redis.call('SET', KEYS[1], 'idem1C' .. string.sub(record, 7, 54) .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], 'idem1C' .. string.sub(header, 7) .. ARGV[2], 'PX', ARGV[3])
 return 1
 "#,
     )
@@ -155,17 +151,14 @@ return 1
 pub(crate) static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('GET', KEYS[1])
-if type(record) == 'table' and record.err then
-    return {-1, 'the value at this key is not a string'}
-end
-if not record then
+local header = redis.call('GETRANGE', KEYS[1], 0, 53)
+if header == '' then
     return 0
 end
-if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+if string.len(header) < 54 or string.sub(header, 1, 5) ~= 'idem1' then
     return {-1, 'the value at this key is not an idempotency record'}
 end
-if string.sub(record, 6, 6) ~= 'P' or string.sub(record, 39, 54) ~= ARGV[1] then
+if string.sub(header, 6, 6) ~= 'P' or string.sub(header, 39, 54) ~= ARGV[1] then
     return 0
 end
 redis.call('DEL', KEYS[1])
@@ -182,20 +175,17 @@ return 1
 pub(crate) static RENEW: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         r#"
-local record = redis.pcall('GET', KEYS[1])
-if type(record) == 'table' and record.err then
-    return {-1, 'the value at this key is not a string'}
-end
-if not record then
+local header = redis.call('GETRANGE', KEYS[1], 0, 53)
+if header == '' then
     return 0
 end
-if string.sub(record, 1, 5) ~= 'idem1' or string.len(record) < 54 then
+if string.len(header) < 54 or string.sub(header, 1, 5) ~= 'idem1' then
     return {-1, 'the value at this key is not an idempotency record'}
 end
-if string.sub(record, 6, 6) ~= 'P' or string.sub(record, 39, 54) ~= ARGV[1] then
+if string.sub(header, 6, 6) ~= 'P' or string.sub(header, 39, 54) ~= ARGV[1] then
     return 0
 end
-redis.call('SET', KEYS[1], string.sub(record, 1, 54) .. ARGV[2], 'PX', 2 * tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], header .. ARGV[2], 'PX', 2 * tonumber(ARGV[2]))
 return 1
 "#,
     )
