@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use idempotent_core::{
@@ -14,6 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::connection::{self, Connection};
+use crate::local_cache::{Cached, LocalCache};
 use crate::record::{self, Found};
 use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
 use crate::token::new_token;
@@ -56,6 +58,7 @@ pub struct RedisBackend {
     connection: Connection,
     key_prefix: String,
     max_output_bytes: usize,
+    local_cache: Option<Arc<LocalCache>>,
 }
 
 impl RedisBackend {
@@ -193,6 +196,7 @@ impl RedisBackend {
             connection,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            local_cache: None,
         }
     }
 
@@ -213,6 +217,40 @@ impl RedisBackend {
     #[must_use]
     pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
         self.max_output_bytes = bytes;
+        self
+    }
+
+    /// Keeps up to `max_entries` completed records in this process, so
+    /// that replaying them again costs no round trip at all. Off by
+    /// default; clones of this backend share the cache.
+    ///
+    /// A completed record never changes until it expires, so the cache
+    /// cannot serve a stale result: an entry lives until the record's own
+    /// expiry (the server's remaining time, counted from before the request
+    /// was sent), and at most `max_age`. Records are cached when a claim
+    /// finds them completed; such a claim asks the server for the record's
+    /// remaining time in the same round trip (`SET .. NX GET` and `PTTL`,
+    /// pipelined). Keys include the scope, so one scope's record is never
+    /// served to another.
+    ///
+    /// `max_age` bounds how long a record deleted by hand, or forgotten by
+    /// a server without persistence, keeps replaying in this process. The
+    /// cache holds up to `max_entries` outputs in memory; the oldest entry
+    /// is evicted first.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use std::time::Duration;
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_local_cache(10_000, Duration::from_secs(60));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_local_cache(mut self, max_entries: usize, max_age: Duration) -> Self {
+        self.local_cache = Some(Arc::new(LocalCache::new(max_entries, max_age)));
         self
     }
 
@@ -282,6 +320,56 @@ impl RedisBackend {
         backend_error(error, &format!("Redis {operation} failed"))
     }
 
+    /// Sends the plain claim, `SET key claim NX GET PX 2*lease`, and with a
+    /// local cache the record's `PTTL` in the same round trip.
+    async fn send_claim(
+        &self,
+        key: &str,
+        claim: &[u8],
+        lease_ms: u64,
+    ) -> Result<(Value, Option<i64>), BackendError> {
+        let record_key = RecordKey {
+            prefix: &self.key_prefix,
+            key,
+        };
+        let mut command = redis::cmd("SET");
+        command
+            .arg(record_key)
+            .arg(claim)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(lease_ms.saturating_mul(2));
+        let mut connection = self.connection.handle();
+        let sent = if self.local_cache.is_some() {
+            let mut pipeline = redis::pipe();
+            pipeline.add_command(command).cmd("PTTL").arg(record_key);
+            pipeline
+                .query_async::<(Value, i64)>(&mut connection)
+                .await
+                .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
+        } else {
+            command
+                .query_async(&mut connection)
+                .await
+                .map(|reply| (reply, None))
+        };
+        sent.map_err(|error| {
+            if error
+                .detail()
+                .is_some_and(|detail| detail.contains("syntax error"))
+            {
+                BackendError::new(
+                    BackendErrorKind::Other,
+                    "Redis refused SET with both NX and GET: RedisBackend needs Redis 7.0 or newer (or Valkey)",
+                )
+                .with_source(error)
+            } else {
+                self.failed(&self.record_key(key), error, "claim")
+            }
+        })
+    }
+
     /// The claim script, for a key found in progress by the plain claim.
     async fn claim_with_script(
         &self,
@@ -325,36 +413,18 @@ impl Backend for RedisBackend {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
+        if let Some(cache) = &self.local_cache {
+            match cache.get(key, fingerprint) {
+                Some(Cached::Completed(output)) => return Ok(ClaimOutcome::Completed { output }),
+                Some(Cached::Mismatch) => return Ok(ClaimOutcome::Mismatch),
+                None => {}
+            }
+        }
         let token = new_token();
         let lease_ms = millis(lease);
         let claim = record::claim(fingerprint, token, lease_ms);
-        let mut command = redis::cmd("SET");
-        command
-            .arg(RecordKey {
-                prefix: &self.key_prefix,
-                key,
-            })
-            .arg(&claim)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(lease_ms.saturating_mul(2));
-        let mut connection = self.connection.handle();
-        let reply: Value = match command.query_async(&mut connection).await {
-            Ok(reply) => reply,
-            Err(error)
-                if error
-                    .detail()
-                    .is_some_and(|detail| detail.contains("syntax error")) =>
-            {
-                return Err(BackendError::new(
-                    BackendErrorKind::Other,
-                    "Redis refused SET with both NX and GET: RedisBackend needs Redis 7.0 or newer (or Valkey)",
-                )
-                .with_source(error));
-            }
-            Err(error) => return Err(self.failed(&self.record_key(key), error, "claim")),
-        };
+        let sent_at = Instant::now();
+        let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
         let record_key = || self.record_key(key);
         match reply {
             Value::Nil => Ok(ClaimOutcome::Acquired {
@@ -362,7 +432,15 @@ impl Backend for RedisBackend {
                 took_over: false,
             }),
             Value::BulkString(found) => match record::read(found, fingerprint) {
-                Ok(Found::Completed(output)) => Ok(ClaimOutcome::Completed { output }),
+                Ok(Found::Completed(output)) => {
+                    if let (Some(cache), Some(Ok(expires_in_ms))) =
+                        (&self.local_cache, expires_in_ms.map(u64::try_from))
+                    {
+                        let expires_in = Duration::from_millis(expires_in_ms);
+                        cache.insert(key, fingerprint, &output, sent_at, expires_in);
+                    }
+                    Ok(ClaimOutcome::Completed { output })
+                }
                 Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
                 Ok(Found::InProgress) => {
                     let lease_arg = &claim[record::HEADER_LEN..];
@@ -429,12 +507,14 @@ impl fmt::Debug for RedisBackend {
             .field("mode", &self.connection)
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
+            .field("local_cache", &self.local_cache.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// A record key written straight into a command, `{prefix}{key}`, without
 /// building the `String` first: the claim is on every call's path.
+#[derive(Clone, Copy)]
 struct RecordKey<'a> {
     prefix: &'a str,
     key: &'a str,

@@ -76,6 +76,7 @@
 
 mod backend;
 mod connection;
+mod local_cache;
 mod record;
 mod scripts;
 mod token;
