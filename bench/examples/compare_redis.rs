@@ -3,13 +3,26 @@
 //!
 //! `cargo run --release -p idempotent-bench --example compare_redis`
 //!
-//! For concurrency 1, 16 and 64 tasks sharing one connection, each scenario
-//! runs for a fixed time and reports ops/s, p50 and p99:
+//! For 1, 4, 16 and 64 tasks sharing one connection, each scenario reports
+//! ops/s, p50 and p99 latency, and CPU time per operation of this process and
+//! of the server:
 //! - the ceiling: a raw `GET`, and a raw trivial `EVALSHA` (one round trip);
 //! - the naive pattern written by hand: `GET`, then on a miss `SETEX` of a
 //!   JSON `{status, body}` (two round trips, racy), measured on its miss path;
-//! - `#[idempotent]` replay and first run on `RedisBackend`.
+//! - `#[idempotent]` replay and first run on `RedisBackend`, and replay with
+//!   the local cache of completed records (`with_local_cache`).
+//!
+//! The scenarios take turns, `ROUNDS` rounds of `ROUND` each, so a burst of
+//! load from elsewhere on the machine hits them all alike; a scenario's ops/s
+//! is the median of its rounds. The figures are also written as CSV to
+//! `target/compare_redis.csv` for `bench/plot_throughput.py`.
+//!
+//! Optional filters, for profiling one scenario:
+//! `-- <part of a scenario name> [<tasks>]`.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +34,18 @@ use idempotent_test_support::RedisServer;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-const CONCURRENCY: [usize; 3] = [1, 16, 64];
-const RUN_FOR: Duration = Duration::from_secs(3);
+const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_millis(600);
 const REPLAY_KEYS: u64 = 1_000;
+
+const GET: &str = "raw GET";
+const EVALSHA: &str = "raw EVALSHA (return 1)";
+const NAIVE: &str = "naive GET+SETEX (miss)";
+const REPLAY: &str = "idempotent replay";
+const FIRST_RUN: &str = "idempotent first run";
+const CACHED: &str = "idempotent replay, cached";
+const SCENARIOS: [&str; 6] = [GET, EVALSHA, NAIVE, REPLAY, FIRST_RUN, CACHED];
 
 #[idempotent(key = req.idempotency_key, skip(store), backend = store, scope = "bench::charge")]
 async fn charge(store: &RedisBackend, req: ChargeRequest) -> Result<Receipt, Error> {
@@ -33,10 +55,16 @@ async fn charge(store: &RedisBackend, req: ChargeRequest) -> Result<Receipt, Err
     })
 }
 
-/// One scenario's measurement, not started until awaited.
-type Scenario<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Figures> + 'a>>;
+/// One round of one scenario at one concurrency.
+struct Round {
+    ops: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    client_cpu: Duration,
+    server_cpu: Duration,
+}
 
-/// One scenario's figures at one concurrency.
+/// A scenario's rounds at one concurrency, summarised.
 struct Figures {
     ops_per_sec: f64,
     p50: Duration,
@@ -47,6 +75,39 @@ struct Figures {
     server_cpu: Duration,
 }
 
+impl Figures {
+    fn of(rounds: &[Round]) -> Self {
+        let mut rates: Vec<f64> = rounds
+            .iter()
+            .map(|round| round.ops as f64 / round.elapsed.as_secs_f64())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let mut latencies: Vec<Duration> = rounds
+            .iter()
+            .flat_map(|round| round.latencies.iter().copied())
+            .collect();
+        latencies.sort_unstable();
+        let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize];
+        let ops = u32::try_from(rounds.iter().map(|round| round.ops).sum::<usize>())
+            .expect("ops fit u32");
+        Figures {
+            ops_per_sec: rates[rates.len() / 2],
+            p50: at(0.50),
+            p99: at(0.99),
+            client_cpu: rounds
+                .iter()
+                .map(|round| round.client_cpu)
+                .sum::<Duration>()
+                / ops,
+            server_cpu: rounds
+                .iter()
+                .map(|round| round.server_cpu)
+                .sum::<Duration>()
+                / ops,
+        }
+    }
+}
+
 /// CPU time used by this process so far, all threads, user and system
 /// (`/proc/self/stat`, in clock ticks of 10 ms).
 fn client_cpu() -> Duration {
@@ -55,7 +116,7 @@ fn client_cpu() -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..]
         .split(' ')
         .collect();
-    let ticks: u64 =
+    let ticks =
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     Duration::from_millis(ticks * 10)
 }
@@ -78,24 +139,33 @@ async fn server_cpu(connection: &mut ConnectionManager) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
-/// Runs `op` from `tasks` tasks for `RUN_FOR`; `op` gets a unique sequence
-/// number per call. `server` is a connection for reading the server's CPU
-/// time.
-async fn measure<F, Fut>(mut server: ConnectionManager, tasks: usize, op: F) -> Figures
+/// An operation to measure: called with a sequence number unique per call.
+type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn op<F, Fut>(op: F) -> Op
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let op = Arc::new(op);
-    let sequence = Arc::new(AtomicU64::new(0));
-    let (client_before, server_before) = (client_cpu(), server_cpu(&mut server).await);
+    Arc::new(move |n| Box::pin(op(n)))
+}
+
+/// Runs `op` from `tasks` tasks for one round; `server` reads the server's
+/// CPU time.
+async fn round(
+    server: &mut ConnectionManager,
+    tasks: usize,
+    op: &Op,
+    sequence: &Arc<AtomicU64>,
+) -> Round {
+    let (client_before, server_before) = (client_cpu(), server_cpu(server).await);
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let (op, sequence) = (Arc::clone(&op), Arc::clone(&sequence));
+            let (op, sequence) = (Arc::clone(op), Arc::clone(sequence));
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(64 * 1024);
-                while started.elapsed() < RUN_FOR {
+                while started.elapsed() < ROUND {
                     let n = sequence.fetch_add(1, Ordering::Relaxed);
                     let begun = Instant::now();
                     op(n).await;
@@ -110,31 +180,27 @@ where
         latencies.extend(handle.await.expect("task"));
     }
     let elapsed = started.elapsed();
-    let (client_after, server_after) = (client_cpu(), server_cpu(&mut server).await);
-    latencies.sort_unstable();
-    let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize];
-    let per_op = |cpu: Duration| cpu / u32::try_from(latencies.len()).expect("ops fit u32");
-    Figures {
-        ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        client_cpu: per_op(client_after - client_before),
-        server_cpu: per_op(server_after - server_before),
+    let (client_after, server_after) = (client_cpu(), server_cpu(server).await);
+    Round {
+        ops: latencies.len(),
+        elapsed,
+        latencies,
+        client_cpu: client_after - client_before,
+        server_cpu: server_after - server_before,
     }
 }
 
-// One client thread: the server is on the same 2-core machine and needs a
+// One client thread: the server runs on the same 2-core machine and needs a
 // core of its own, so a second client worker would only contend with it.
-// Every scenario runs on the same runtime and connection kind.
+// Every scenario runs on the same runtime and the same kind of connection.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // Optional filters, for profiling one scenario:
-    // `-- <scenario name part> [<tasks>]`.
     let mut args = std::env::args().skip(1);
-    let only_scenario = args.next();
+    let only_scenario = args.next().filter(|only| !only.is_empty());
     let only_tasks: Option<usize> = args
         .next()
         .map(|tasks| tasks.parse().expect("tasks: a number"));
+
     let server = RedisServer::start();
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("url");
@@ -143,6 +209,12 @@ async fn main() {
         RedisBackend::connect(&url)
             .await
             .expect("connect the store"),
+    );
+    let cached = Arc::new(
+        RedisBackend::connect(&url)
+            .await
+            .expect("connect the store")
+            .with_local_cache(2 * REPLAY_KEYS as usize, Duration::from_secs(60)),
     );
     let trivial = Arc::new(redis::Script::new("return 1"));
 
@@ -158,108 +230,91 @@ async fn main() {
             .expect("complete the replayed keys");
     }
     let requests: Arc<Vec<ChargeRequest>> = Arc::new((0..REPLAY_KEYS).map(request).collect());
-    let first_runs = Arc::new(AtomicU64::new(10 * REPLAY_KEYS));
     let body = serde_json::json!({"status": 200, "body": {"charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15", "amount": 1999}}).to_string();
 
+    let ops: BTreeMap<&str, Op> = BTreeMap::from([
+        (GET, {
+            let connection = connection.clone();
+            op(move |_| {
+                let mut connection = connection.clone();
+                async move {
+                    let _: Option<String> = connection.get("bench:get").await.expect("get");
+                }
+            })
+        }),
+        (EVALSHA, {
+            let (connection, trivial) = (connection.clone(), Arc::clone(&trivial));
+            op(move |_| {
+                let (mut connection, trivial) = (connection.clone(), Arc::clone(&trivial));
+                async move {
+                    let _: i64 = trivial
+                        .invoke_async(&mut connection)
+                        .await
+                        .expect("evalsha");
+                }
+            })
+        }),
+        (NAIVE, {
+            let connection = connection.clone();
+            op(move |n| {
+                let (mut connection, body) = (connection.clone(), body.clone());
+                async move {
+                    let key = format!("naive:{n}");
+                    let found: Option<String> = connection.get(&key).await.expect("get");
+                    if found.is_none() {
+                        let _: () = connection.set_ex(&key, body, 86_400).await.expect("setex");
+                    }
+                }
+            })
+        }),
+        (REPLAY, replay(&store, &requests)),
+        (FIRST_RUN, {
+            let store = Arc::clone(&store);
+            op(move |n| {
+                let store = Arc::clone(&store);
+                async move {
+                    // Past the replayed keys: every call is a new key.
+                    charge(&store, request(REPLAY_KEYS + n))
+                        .await
+                        .expect("first run");
+                }
+            })
+        }),
+        (CACHED, replay(&cached, &requests)),
+    ]);
+
     println!(
-        "private redis-server {}, {} s per scenario, one shared connection\n",
+        "private redis-server {}, {ROUNDS} rounds of {} ms per scenario, one shared connection\n",
         server.port(),
-        RUN_FOR.as_secs()
+        ROUND.as_millis()
     );
     println!(
         "{:<26} {:>5} {:>11} {:>9} {:>9} {:>12} {:>12}",
         "scenario", "tasks", "ops/s", "p50 µs", "p99 µs", "client µs/op", "server µs/op"
     );
+    let sequence = Arc::new(AtomicU64::new(0));
     let mut table: Vec<(&str, usize, Figures)> = Vec::new();
     for tasks in CONCURRENCY {
         if only_tasks.is_some_and(|only| only != tasks) {
             continue;
         }
-        let scenarios: Vec<(&str, Scenario<'_>)> = vec![
-            (
-                "raw GET",
-                Box::pin(async {
-                    let connection = connection.clone();
-                    measure(connection.clone(), tasks, move |_| {
-                        let mut connection = connection.clone();
-                        async move {
-                            let _: Option<String> = connection.get("bench:get").await.expect("get");
-                        }
-                    })
-                    .await
-                }) as Scenario<'_>,
-            ),
-            (
-                "raw EVALSHA (return 1)",
-                Box::pin(async {
-                    let (connection, trivial) = (connection.clone(), Arc::clone(&trivial));
-                    measure(connection.clone(), tasks, move |_| {
-                        let (mut connection, trivial) = (connection.clone(), Arc::clone(&trivial));
-                        async move {
-                            let _: i64 = trivial
-                                .invoke_async(&mut connection)
-                                .await
-                                .expect("evalsha");
-                        }
-                    })
-                    .await
-                }) as Scenario<'_>,
-            ),
-            (
-                "naive GET+SETEX (miss)",
-                Box::pin(async {
-                    let (connection, body) = (connection.clone(), body.clone());
-                    measure(connection.clone(), tasks, move |n| {
-                        let (mut connection, body) = (connection.clone(), body.clone());
-                        async move {
-                            let key = format!("naive:{tasks}:{n}");
-                            let found: Option<String> = connection.get(&key).await.expect("get");
-                            if found.is_none() {
-                                let _: () =
-                                    connection.set_ex(&key, body, 86_400).await.expect("setex");
-                            }
-                        }
-                    })
-                    .await
-                }) as Scenario<'_>,
-            ),
-            (
-                "idempotent replay",
-                Box::pin(async {
-                    let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
-                    measure(connection.clone(), tasks, move |n| {
-                        let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
-                        async move {
-                            let req = requests[(n % REPLAY_KEYS) as usize].clone();
-                            charge(&store, req).await.expect("replay");
-                        }
-                    })
-                    .await
-                }) as Scenario<'_>,
-            ),
-            (
-                "idempotent first run",
-                Box::pin(async {
-                    let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
-                    measure(connection.clone(), tasks, move |_| {
-                        let (store, first_runs) = (Arc::clone(&store), Arc::clone(&first_runs));
-                        async move {
-                            let req = request(first_runs.fetch_add(1, Ordering::Relaxed));
-                            charge(&store, req).await.expect("first run");
-                        }
-                    })
-                    .await
-                }) as Scenario<'_>,
-            ),
-        ];
-        for (name, scenario) in scenarios {
-            if only_scenario
-                .as_deref()
-                .is_some_and(|only| !name.contains(only))
-            {
-                continue;
+        let chosen: Vec<&str> = SCENARIOS
+            .into_iter()
+            .filter(|name| {
+                only_scenario
+                    .as_deref()
+                    .is_none_or(|only| name.contains(only))
+            })
+            .collect();
+        let mut rounds: BTreeMap<&str, Vec<Round>> = BTreeMap::new();
+        for _ in 0..ROUNDS {
+            for name in &chosen {
+                let measured = round(&mut connection.clone(), tasks, &ops[name], &sequence).await;
+                rounds.entry(name).or_default().push(measured);
             }
-            let figures = scenario.await;
+        }
+        for name in chosen {
+            let figures = Figures::of(&rounds[name]);
             println!(
                 "{:<26} {:>5} {:>11.0} {:>9} {:>9} {:>12.2} {:>12.2}",
                 name,
@@ -275,22 +330,51 @@ async fn main() {
         println!();
     }
 
-    println!("ratios of throughput (ours / reference):");
-    let ops = |name: &str, tasks: usize| {
+    let ops_per_sec = |name: &str, tasks: usize| {
         table
             .iter()
             .find(|(n, t, _)| *n == name && *t == tasks)
             .map_or(f64::NAN, |(_, _, f)| f.ops_per_sec)
     };
+    println!("ratios of throughput (ours / reference):");
     for tasks in CONCURRENCY {
-        let replay = ops("idempotent replay", tasks);
-        let first = ops("idempotent first run", tasks);
+        let replay = ops_per_sec(REPLAY, tasks);
+        let first = ops_per_sec(FIRST_RUN, tasks);
         println!(
-            "  c={tasks:<3} replay/EVALSHA {:.2}  replay/GET {:.2}  first run/naive miss {:.2}  first run/EVALSHA {:.2}",
-            replay / ops("raw EVALSHA (return 1)", tasks),
-            replay / ops("raw GET", tasks),
-            first / ops("naive GET+SETEX (miss)", tasks),
-            first / ops("raw EVALSHA (return 1)", tasks),
+            "  c={tasks:<3} replay/EVALSHA {:.2}  replay/GET {:.2}  first run/naive miss {:.2}  first run/EVALSHA {:.2}  cached replay/replay {:.1}",
+            replay / ops_per_sec(EVALSHA, tasks),
+            replay / ops_per_sec(GET, tasks),
+            first / ops_per_sec(NAIVE, tasks),
+            first / ops_per_sec(EVALSHA, tasks),
+            ops_per_sec(CACHED, tasks) / replay,
         );
     }
+
+    let mut csv =
+        String::from("scenario,tasks,ops_per_sec,p50_us,p99_us,client_cpu_us,server_cpu_us\n");
+    for (name, tasks, figures) in &table {
+        csv.push_str(&format!(
+            "{name},{tasks},{:.0},{},{},{:.3},{:.3}\n",
+            figures.ops_per_sec,
+            figures.p50.as_micros(),
+            figures.p99.as_micros(),
+            figures.client_cpu.as_secs_f64() * 1e6,
+            figures.server_cpu.as_secs_f64() * 1e6
+        ));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare_redis.csv");
+    std::fs::write(&path, csv).expect("write the CSV");
+    println!("\nCSV: {}", path.display());
+}
+
+/// Replays of the `REPLAY_KEYS` completed keys, round robin, through `store`.
+fn replay(store: &Arc<RedisBackend>, requests: &Arc<Vec<ChargeRequest>>) -> Op {
+    let (store, requests) = (Arc::clone(store), Arc::clone(requests));
+    op(move |n| {
+        let (store, requests) = (Arc::clone(&store), Arc::clone(&requests));
+        async move {
+            let req = requests[(n % REPLAY_KEYS) as usize].clone();
+            charge(&store, req).await.expect("replay");
+        }
+    })
 }
