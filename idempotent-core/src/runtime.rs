@@ -142,7 +142,7 @@ impl<B: Backend> Idempotency<B> {
     }
 
     /// Runs `body` once for `key`: see [`Call::run`].
-    pub async fn run<K, I, F, Fut, R>(self, key: &K, input: &I, body: F) -> R
+    pub fn run<K, I, F, Fut, R>(self, key: &K, input: &I, body: F) -> impl Future<Output = R>
     where
         K: Serialize + ?Sized,
         I: Serialize + ?Sized,
@@ -150,7 +150,7 @@ impl<B: Backend> Idempotency<B> {
         Fut: Future<Output = R>,
         R: IdempotentResult,
     {
-        self.prepare(key, input).run(body).await
+        self.prepare(key, input).run(body)
     }
 
     /// What `#[idempotent]` expands into: arguments arrive type-checked and
@@ -231,23 +231,26 @@ impl<B: Backend> Call<B> {
     ///
     /// A panicking body or a dropped call releases the claim. Store failures
     /// before the body runs fail closed with [`Error::Backend`](crate::Error::Backend).
-    pub async fn run<F, Fut, R>(self, body: F) -> R
+    //
+    // Not an `async fn`: returning the engine's future itself spares a
+    // wrapping state machine and one move of the whole call per await.
+    pub fn run<F, Fut, R>(self, body: F) -> impl Future<Output = R>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
         R: IdempotentResult,
     {
-        self.execute::<_, _, _, ReleaseErrors>(body).await
+        self.execute::<_, _, _, ReleaseErrors>(body)
     }
 
     /// Like [`run`](Self::run), but an `Err` is stored and replayed too.
-    pub async fn run_cache_err<F, Fut, R>(self, body: F) -> R
+    pub fn run_cache_err<F, Fut, R>(self, body: F) -> impl Future<Output = R>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
         R: IdempotentResult,
         R::Err: StorableError,
     {
-        self.execute::<_, _, _, CacheErrors>(body).await
+        self.execute::<_, _, _, CacheErrors>(body)
     }
 }
