@@ -17,9 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each store operation is one Lua script on one key: atomic, one round
-//! trip, and ready for Redis Cluster. Leases and expiry follow the server's
-//! clock; every key written expires.
+//! Each store operation is one atomic command on one key: one round trip,
+//! and ready for Redis Cluster. A claim is a plain `SET .. NX GET`, so a
+//! replay runs no Lua; completion, release and renewal are compare-and-set
+//! Lua scripts. Leases and expiry follow the server's clock; every key
+//! written expires. Needs Redis 7.0 or newer, or Valkey.
+//!
+//! [`RedisBackend::with_local_cache`] adds a bounded in-process cache of
+//! completed records, so repeated replays in one process cost no round trip.
 //!
 //! # Redis Cluster
 //!
@@ -37,7 +42,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - Every operation is one script on one key, so it runs on the master that
+//! - Every operation is one command on one key, so it runs on the master that
 //!   owns the key's hash slot, and records spread over all the masters.
 //! - Scripts are cached per node. A node that has not cached one (new,
 //!   restarted, promoted from replica, or flushed) answers `EVALSHA` with
