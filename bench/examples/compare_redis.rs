@@ -354,7 +354,7 @@ async fn main() {
         String::from("scenario,tasks,ops_per_sec,p50_us,p99_us,client_cpu_us,server_cpu_us\n");
     for (name, tasks, figures) in &table {
         csv.push_str(&format!(
-            "{name},{tasks},{:.0},{},{},{:.3},{:.3}\n",
+            "\"{name}\",{tasks},{:.0},{},{},{:.3},{:.3}\n",
             figures.ops_per_sec,
             figures.p50.as_micros(),
             figures.p99.as_micros(),
