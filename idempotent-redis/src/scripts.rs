@@ -112,14 +112,13 @@ return claim(1)
     )
 });
 
-/// Replaces the claim holding the token by the completed record. The
-/// completed record keeps the token, so a retry of a complete whose reply
-/// was lost finds its own record and is told so, not fenced.
-///
-/// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] output, ARGV[3] ttl ms.
-/// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
-pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
-    LuaScript::new(
+/// The start of the compare-and-set scripts: reads the record's header
+/// (`GETRANGE`, without its lease or output) into `header`, and answers 0
+/// (fenced) when the key is absent or holds another token, and `{-1, reason}`
+/// when it holds a value this crate did not write. KEYS[1] is the record key,
+/// ARGV[1] the token (hex).
+macro_rules! held_by_token {
+    () => {
         r#"
 local header = redis.call('GETRANGE', KEYS[1], 0, 53)
 if header == '' then
@@ -131,6 +130,20 @@ end
 if string.sub(header, 39, 54) ~= ARGV[1] then
     return 0
 end
+"#
+    };
+}
+
+/// Replaces the claim holding the token by the completed record. The
+/// completed record keeps the token, so a retry of a complete whose reply
+/// was lost finds its own record and is told so, not fenced.
+///
+/// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] output, ARGV[3] ttl ms.
+/// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
+pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(concat!(
+        held_by_token!(),
+        r#"
 local state = string.sub(header, 6, 6)
 if state == 'C' then
     return 1
@@ -140,8 +153,8 @@ if state ~= 'P' then
 end
 redis.call('SET', KEYS[1], 'idem1C' .. string.sub(header, 7) .. ARGV[2], 'PX', ARGV[3])
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Deletes the claim holding the token.
@@ -149,22 +162,16 @@ return 1
 /// KEYS[1] record key; ARGV[1] token (hex). Replies 1 (applied), 0 (fenced)
 /// or `{-1, reason}`.
 pub(crate) static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| {
-    LuaScript::new(
+    LuaScript::new(concat!(
+        held_by_token!(),
         r#"
-local header = redis.call('GETRANGE', KEYS[1], 0, 53)
-if header == '' then
-    return 0
-end
-if string.len(header) < 54 or string.sub(header, 1, 5) ~= 'idem1' then
-    return {-1, 'the value at this key is not an idempotency record'}
-end
-if string.sub(header, 6, 6) ~= 'P' or string.sub(header, 39, 54) ~= ARGV[1] then
+if string.sub(header, 6, 6) ~= 'P' then
     return 0
 end
 redis.call('DEL', KEYS[1])
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Extends the lease of the claim holding the token: the key expires two
@@ -173,22 +180,16 @@ return 1
 /// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] lease ms. Replies 1
 /// (applied), 0 (fenced) or `{-1, reason}`.
 pub(crate) static RENEW: LazyLock<LuaScript> = LazyLock::new(|| {
-    LuaScript::new(
+    LuaScript::new(concat!(
+        held_by_token!(),
         r#"
-local header = redis.call('GETRANGE', KEYS[1], 0, 53)
-if header == '' then
-    return 0
-end
-if string.len(header) < 54 or string.sub(header, 1, 5) ~= 'idem1' then
-    return {-1, 'the value at this key is not an idempotency record'}
-end
-if string.sub(header, 6, 6) ~= 'P' or string.sub(header, 39, 54) ~= ARGV[1] then
+if string.sub(header, 6, 6) ~= 'P' then
     return 0
 end
 redis.call('SET', KEYS[1], header .. ARGV[2], 'PX', 2 * tonumber(ARGV[2]))
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 #[cfg(test)]
