@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::{idempotent, Error, Fingerprint, Idempotency, MemoryBackend};
+use idempotent_core::{idempotent, Error, FencingToken, Idempotency, MemoryBackend};
 use serde::{Deserialize, Serialize};
 use support::Runs;
 
@@ -103,14 +103,18 @@ async fn expired_claim_with_same_arguments_is_taken_over() {
             .scope("tests::takeover")
             .lease(Duration::from_secs(1))
     };
-    let key = idempotency()
-        .prepare("a", &input)
-        .stored_key()
-        .unwrap()
-        .to_owned();
-    let crashed = Fingerprint::of(&input).unwrap();
+    let prepared = idempotency().prepare("a", &input);
+    let key = prepared.stored_key().unwrap().to_owned();
+    let crashed = *prepared.fingerprint().unwrap();
     use idempotent_core::{Backend, ClaimOutcome};
-    let claimed = store.claim(&key, &crashed, Duration::from_secs(1)).await;
+    let claimed = store
+        .claim(
+            &key,
+            &crashed,
+            FencingToken::generate(),
+            Duration::from_secs(1),
+        )
+        .await;
     assert!(matches!(claimed, Ok(ClaimOutcome::Acquired { .. })));
 
     let body = || async { Ok::<_, Error>(runs.record()) };
@@ -134,14 +138,16 @@ async fn expired_claim_with_other_arguments_is_still_a_mismatch() {
             .scope("tests::takeover")
             .lease(Duration::from_secs(1))
     };
-    let key = idempotency()
-        .prepare("a", &1)
-        .stored_key()
-        .unwrap()
-        .to_owned();
+    let prepared = idempotency().prepare("a", &1);
+    let key = prepared.stored_key().unwrap().to_owned();
     use idempotent_core::Backend;
     store
-        .claim(&key, &Fingerprint::of(&1).unwrap(), Duration::from_secs(1))
+        .claim(
+            &key,
+            prepared.fingerprint().unwrap(),
+            FencingToken::generate(),
+            Duration::from_secs(1),
+        )
         .await
         .unwrap();
     // Past its lease, not yet forgotten (stores keep a stale claim for one

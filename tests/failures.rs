@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use idempotent_core::{
-    idempotent, Backend, BackendErrorKind, ClaimOutcome, Error, Fingerprint, Idempotency,
+    idempotent, Backend, BackendErrorKind, ClaimOutcome, Error, FencingToken, Idempotency,
     MemoryBackend,
 };
 use support::Runs;
@@ -47,15 +47,16 @@ async fn plant(
     input: &impl serde::Serialize,
     output: &[u8],
 ) {
-    let key = Idempotency::new(store)
-        .scope(scope)
-        .prepare("key", input)
-        .stored_key()
-        .unwrap()
-        .to_owned();
-    let fingerprint = Fingerprint::of(input).unwrap();
+    let prepared = Idempotency::new(store).scope(scope).prepare("key", input);
+    let key = prepared.stored_key().unwrap().to_owned();
+    let fingerprint = *prepared.fingerprint().unwrap();
     let Ok(ClaimOutcome::Acquired { token, .. }) = store
-        .claim(&key, &fingerprint, Duration::from_secs(30))
+        .claim(
+            &key,
+            &fingerprint,
+            FencingToken::generate(),
+            Duration::from_secs(30),
+        )
         .await
     else {
         panic!("fresh key");

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotent_core::{
-    idempotent, Backend, CasOutcome, ClaimOutcome, Error, Fingerprint, Idempotency, MemoryBackend,
+    idempotent, Backend, CasOutcome, ClaimOutcome, Error, FencingToken, Fingerprint, Idempotency,
+    MemoryBackend,
 };
 use support::Runs;
 
@@ -101,8 +102,9 @@ async fn stale_tokens_are_fenced_for_complete_release_and_renew() {
     let store = MemoryBackend::new();
     let fingerprint = Fingerprint::of("input").unwrap();
     let lease = Duration::from_secs(1);
-    let Ok(ClaimOutcome::Acquired { token: stale, .. }) =
-        store.claim("k", &fingerprint, lease).await
+    let Ok(ClaimOutcome::Acquired { token: stale, .. }) = store
+        .claim("k", &fingerprint, FencingToken::generate(), lease)
+        .await
     else {
         panic!("first claim must be acquired");
     };
@@ -110,7 +112,9 @@ async fn stale_tokens_are_fenced_for_complete_release_and_renew() {
     let Ok(ClaimOutcome::Acquired {
         token: fresh,
         took_over,
-    }) = store.claim("k", &fingerprint, lease).await
+    }) = store
+        .claim("k", &fingerprint, FencingToken::generate(), lease)
+        .await
     else {
         panic!("expired claim must be taken over");
     };
@@ -128,7 +132,9 @@ async fn stale_tokens_are_fenced_for_complete_release_and_renew() {
     assert_eq!(late.unwrap(), CasOutcome::Fenced);
     assert!(
         matches!(
-            store.claim("k", &fingerprint, lease).await,
+            store
+                .claim("k", &fingerprint, FencingToken::generate(), lease)
+                .await,
             Ok(ClaimOutcome::InProgress { .. })
         ),
         "the fresh claim is untouched"
@@ -143,7 +149,10 @@ async fn stale_tokens_are_fenced_for_complete_release_and_renew() {
         .await;
     assert_eq!(late.unwrap(), CasOutcome::Fenced);
     assert_eq!(
-        store.claim("k", &fingerprint, lease).await.unwrap(),
+        store
+            .claim("k", &fingerprint, FencingToken::generate(), lease)
+            .await
+            .unwrap(),
         ClaimOutcome::Completed {
             output: b"fresh".to_vec()
         }

@@ -1,4 +1,5 @@
-//! The storage contract: four atomic single-key operations and a wait hint.
+//! The storage contract: four atomic single-key operations, a wait hint, and
+//! a handle for work that outlives a dropped call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,13 +14,22 @@ use crate::{BackendError, Fingerprint};
 /// with the token of the claim currently stored, so a holder whose lease
 /// expired and was taken over can never touch the new holder's record.
 ///
-/// Tokens are chosen by the backend and must differ between any two claims of
-/// the same key that can both still be running.
+/// The caller chooses a claim's token before it sends the claim
+/// ([`FencingToken::generate`]), so that a claim whose answer never arrives
+/// (the call was dropped, the reply was lost) can still be released by its
+/// token, and a claim the transport sends twice recognises itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FencingToken(u64);
 
 impl FencingToken {
-    /// Wraps a backend-chosen token value.
+    /// A token for a new claim: never repeated by this process, and drawn
+    /// from a per-process random sequence, so two processes collide on one
+    /// key with probability 2^-64.
+    pub fn generate() -> Self {
+        crate::token::next()
+    }
+
+    /// Wraps a token value read back from a store.
     pub const fn new(value: u64) -> Self {
         Self(value)
     }
@@ -34,9 +44,10 @@ impl FencingToken {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// The key was absent or expired, or held by a claim whose lease expired
-    /// (with the same fingerprint): the caller now holds it and runs the body.
+    /// (with the same fingerprint), or already held by this very claim (the
+    /// same token, sent again): the caller now holds it and runs the body.
     Acquired {
-        /// The new claim's token.
+        /// The claim's token: the one the caller passed to [`Backend::claim`].
         token: FencingToken,
         /// Whether an expired claim of another caller was taken over.
         took_over: bool,
@@ -87,19 +98,27 @@ pub enum CasOutcome {
 )]
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Claims `key` for a call with `fingerprint`, for `lease`, following the
-    /// decision table:
+    /// Claims `key` with `token` for a call with `fingerprint`, for `lease`,
+    /// following the decision table:
     ///
     /// | found | same fingerprint | other fingerprint |
     /// | --- | --- | --- |
     /// | absent or expired | `Acquired` | `Acquired` |
+    /// | in progress with this `token` (a claim sent twice) | `Acquired` | `Mismatch` |
     /// | in progress, lease live | `InProgress` | `Mismatch` |
     /// | in progress, lease expired | `Acquired { took_over: true }` | `Mismatch` |
     /// | completed | `Completed` | `Mismatch` |
+    ///
+    /// A claim may be applied after its caller stopped waiting for it (the
+    /// call was dropped while the claim was on the way). The caller then
+    /// releases it by its token, so a store must apply a release after any
+    /// claim with the same token sent before it (one ordered connection
+    /// does), or otherwise make sure such a claim does not survive.
     async fn claim(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError>;
 
@@ -139,33 +158,14 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Releases the claim holding `token` from a place that cannot await: a
-    /// dropped (cancelled) call or a panicking body.
+    /// A handle on this store that may outlive the call, for the work a
+    /// dropped call leaves to a background task: releasing its claim, or
+    /// storing the result of a body that already ran.
     ///
-    /// Must not block. A network store spawns the release on its runtime; if
-    /// that is impossible, the claim simply expires at the end of its lease.
-    fn release_in_background(&self, key: &str, token: FencingToken);
-}
-
-/// Spawns `backend.release(key, token)` on the current Tokio runtime: how a
-/// network store implements [`Backend::release_in_background`]. Without a
-/// runtime, or when the release fails, the claim expires with its lease; both
-/// are logged.
-pub fn spawn_release<B: Backend + Clone + 'static>(backend: &B, key: &str, token: FencingToken) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(
-            key,
-            "no tokio runtime to release the claim on; it expires with its lease"
-        );
-        return;
-    };
-    let backend = backend.clone();
-    let key = key.to_owned();
-    runtime.spawn(async move {
-        if let Err(error) = backend.release(&key, token).await {
-            tracing::warn!(key, %error, "could not release the claim; it expires with its lease");
-        }
-    });
+    /// A network store returns a clone of itself (a cheap, shared handle).
+    /// `None` means the store's operations finish when first polled (the
+    /// memory store): the dropped call then runs that work in place.
+    fn detached(&self) -> Option<Arc<dyn Backend>>;
 }
 
 /// The boxed future `#[async_trait]` methods return.
@@ -186,6 +186,7 @@ macro_rules! forward_backend {
                 &'s self,
                 key: &'k str,
                 fingerprint: &'f Fingerprint,
+                token: FencingToken,
                 lease: Duration,
             ) -> BoxFuture<'async_trait, Result<ClaimOutcome, BackendError>>
             where
@@ -194,7 +195,7 @@ macro_rules! forward_backend {
                 'f: 'async_trait,
                 Self: 'async_trait,
             {
-                (**self).claim(key, fingerprint, lease)
+                (**self).claim(key, fingerprint, token, lease)
             }
 
             fn complete<'s, 'k, 'o, 'async_trait>(
@@ -253,8 +254,8 @@ macro_rules! forward_backend {
                 (**self).wait_for_change(key, at_most)
             }
 
-            fn release_in_background(&self, key: &str, token: FencingToken) {
-                (**self).release_in_background(key, token)
+            fn detached(&self) -> Option<Arc<dyn Backend>> {
+                (**self).detached()
             }
         }
     )*};

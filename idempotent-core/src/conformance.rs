@@ -226,6 +226,7 @@ macro_rules! conformance_tests {
             wait_for_change_returns,
             release_in_background_releases,
             repeated_complete_is_applied_once,
+            a_claim_sent_twice_is_acquired,
         );
     };
     (@rules ($factory:expr) $($rule:ident,)*) => {$(
@@ -351,8 +352,19 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
         )
     }
 
-    async fn claim(&self, key: &str, fingerprint: &Fingerprint, lease: Duration) -> ClaimOutcome {
-        match self.backend.claim(key, fingerprint, lease).await {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> ClaimOutcome {
+        match self.backend.claim(key, fingerprint, token, lease).await {
+            Ok(ClaimOutcome::Acquired { token: echoed, .. }) if echoed != token => self.fail(
+                &format!("claim({key:?}, {token:?}, lease {lease:?})"),
+                "Acquired with the caller's token",
+                echoed,
+            ),
             Ok(outcome) => outcome,
             Err(error) => self.fail(
                 &format!("claim({key:?}, lease {lease:?})"),
@@ -419,7 +431,10 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> FencingToken {
-        match self.claim(key, fingerprint, lease).await {
+        match self
+            .claim(key, fingerprint, FencingToken::generate(), lease)
+            .await
+        {
             ClaimOutcome::Acquired {
                 token,
                 took_over: false,
@@ -436,7 +451,10 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> FencingToken {
-        match self.claim(key, fingerprint, lease).await {
+        match self
+            .claim(key, fingerprint, FencingToken::generate(), lease)
+            .await
+        {
             ClaimOutcome::Acquired {
                 token,
                 took_over: true,
@@ -454,7 +472,10 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
         fingerprint: &Fingerprint,
         at_most: Duration,
     ) -> Duration {
-        match self.claim(key, fingerprint, LONG_LEASE).await {
+        match self
+            .claim(key, fingerprint, FencingToken::generate(), LONG_LEASE)
+            .await
+        {
             ClaimOutcome::InProgress { lease_remaining }
                 if !lease_remaining.is_zero() && lease_remaining <= at_most =>
             {
@@ -472,7 +493,9 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
 
     /// Claims `key` and asserts `Mismatch`.
     async fn expect_mismatch(&self, step: &str, key: &str, fingerprint: &Fingerprint) {
-        let outcome = self.claim(key, fingerprint, LONG_LEASE).await;
+        let outcome = self
+            .claim(key, fingerprint, FencingToken::generate(), LONG_LEASE)
+            .await;
         if outcome != ClaimOutcome::Mismatch {
             self.fail(step, "Mismatch", Show(&outcome));
         }
@@ -486,7 +509,10 @@ impl<'b, B: Backend + ?Sized> Check<'b, B> {
         fingerprint: &Fingerprint,
         expected: &[u8],
     ) {
-        match self.claim(key, fingerprint, LONG_LEASE).await {
+        match self
+            .claim(key, fingerprint, FencingToken::generate(), LONG_LEASE)
+            .await
+        {
             ClaimOutcome::Completed { output } if output == expected => {}
             ClaimOutcome::Completed { output } => {
                 let first_difference = output
@@ -745,7 +771,7 @@ pub async fn stale_token_is_fenced_after_takeover<B: Backend + ?Sized>(backend: 
     check.expect_cas("release with the stale token", released, CasOutcome::Fenced);
     let renewed = check.renew(&key, old, LEASE).await;
     check.expect_cas("renew with the stale token", renewed, CasOutcome::Fenced);
-    backend.release_in_background(&key, old);
+    crate::release_in_background(backend, "conformance", &key, old);
     // A network store releases in the background: give it time to do harm.
     sleep(Duration::from_millis(300)).await;
     check
@@ -1088,7 +1114,9 @@ where
             let key = key.to_owned();
             tokio::spawn(async move {
                 start.wait().await;
-                backend.claim(&key, &fp("a"), lease).await
+                backend
+                    .claim(&key, &fp("a"), FencingToken::generate(), lease)
+                    .await
             })
         })
         .collect();
@@ -1451,7 +1479,10 @@ pub async fn wait_for_change_returns<B: Backend + ?Sized>(backend: &B) {
                 at_most,
             )
             .await;
-            match check.claim(&busy, &a, LONG_LEASE).await {
+            match check
+                .claim(&busy, &a, FencingToken::generate(), LONG_LEASE)
+                .await
+            {
                 ClaimOutcome::Completed { output } if output == b"result" => break,
                 ClaimOutcome::InProgress { .. } if start.elapsed() < at_most + MARGIN => {}
                 other => check.fail(
@@ -1479,9 +1510,12 @@ pub async fn release_in_background_releases<B: Backend + ?Sized>(backend: &B) {
         .expect_fresh("claim of an absent key", &key, &a, LONG_LEASE)
         .await;
     let start = Instant::now();
-    backend.release_in_background(&key, token);
+    crate::release_in_background(backend, "conformance", &key, token);
     loop {
-        match check.claim(&key, &a, LONG_LEASE).await {
+        match check
+            .claim(&key, &a, FencingToken::generate(), LONG_LEASE)
+            .await
+        {
             ClaimOutcome::Acquired {
                 token,
                 took_over: false,
@@ -1539,6 +1573,79 @@ pub async fn repeated_complete_is_applied_once<B: Backend + ?Sized>(backend: &B)
     );
     check
         .expect_completed("replay: the first output, untouched", &key, &a, b"first")
+        .await;
+}
+
+/// A claim sent again with the token of the live claim it made (a transport
+/// that retried it, a reply that was lost) finds itself: `Acquired {
+/// took_over: false }`, not `InProgress`. Another token still finds the key
+/// in progress, and the same token with another fingerprint a mismatch.
+pub async fn a_claim_sent_twice_is_acquired<B: Backend + ?Sized>(backend: &B) {
+    let check = Check::new("a_claim_sent_twice_is_acquired", backend);
+    let key = check.key("k");
+    let (a, b) = (fp("a"), fp("b"));
+    let token = check
+        .expect_fresh("claim of an absent key", &key, &a, LONG_LEASE)
+        .await;
+    match check.claim(&key, &a, token, LONG_LEASE).await {
+        ClaimOutcome::Acquired {
+            took_over: false, ..
+        } => {}
+        other => check.fail(
+            "the same claim, sent again",
+            "Acquired { took_over: false, .. }",
+            Show(&other),
+        ),
+    }
+    check
+        .expect_in_progress("a claim with another token", &key, &a, LONG_LEASE)
+        .await;
+    let other = check.claim(&key, &b, token, LONG_LEASE).await;
+    if other != ClaimOutcome::Mismatch {
+        check.fail(
+            "the same token, another fingerprint",
+            "Mismatch",
+            Show(&other),
+        );
+    }
+    let completed = check.complete(&key, token, b"done", TTL).await;
+    check.expect_cas("complete of the claim", completed, CasOutcome::Applied);
+    check
+        .expect_completed("the same token after completion", &key, &a, b"done")
+        .await;
+}
+
+/// The marker the runtime stores for a body whose result could not be
+/// stored ([`stored_result::NOT_STORED_LEN`](crate::stored_result::NOT_STORED_LEN)
+/// bytes) is accepted by a store configured with its smallest output limit
+/// (`limit`, which must be at least
+/// [`MIN_OUTPUT_LIMIT`](crate::limits::MIN_OUTPUT_LIMIT)): the key then
+/// records that the body ran, so a retry never runs it again.
+///
+/// Like [`output_over_the_limit_is_too_large`], call it by hand on a store
+/// configured with the smallest limit it allows.
+pub async fn not_stored_marker_fits_the_smallest_limit<B: Backend + ?Sized>(
+    backend: &B,
+    limit: usize,
+) {
+    let check = Check::new("not_stored_marker_fits_the_smallest_limit", backend);
+    if limit < crate::limits::MIN_OUTPUT_LIMIT {
+        check.fail(
+            "the store's smallest output limit",
+            &format!("at least {} bytes", crate::limits::MIN_OUTPUT_LIMIT),
+            limit,
+        );
+    }
+    let key = check.key("k");
+    let a = fp("a");
+    let token = check
+        .expect_fresh("claim of an absent key", &key, &a, LONG_LEASE)
+        .await;
+    let marker = crate::stored_result::not_stored_marker();
+    let completed = check.complete(&key, token, &marker, TTL).await;
+    check.expect_cas("complete with the marker", completed, CasOutcome::Applied);
+    check
+        .expect_completed("replay of the marker", &key, &a, &marker)
         .await;
 }
 

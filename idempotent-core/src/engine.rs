@@ -1,109 +1,269 @@
 //! One idempotent call from claim to answer: the decision table's outcomes,
-//! the stored result, and what happens when the store fails.
+//! the body under a renewed claim, the stored result, and what happens when
+//! the store fails. Every way of calling (the attribute, the runtime API, the
+//! HTTP layer) runs through here.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::bounds::{IdempotentResult, StorableError};
+use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
+use crate::commit::{Commit, Settled};
 use crate::envelope::{self, Stored};
-use crate::lease::{run_renewing, ClaimGuard, Held};
-use crate::runtime::{Call, Target};
+use crate::lease::{run_renewing, run_renewing_or_stop, Holder};
+use crate::limits;
+use crate::phase::{CallGuard, Phase};
 use crate::stats;
+use crate::stored_key::Target;
 use crate::{
-    Backend, BackendErrorKind, CasOutcome, ClaimOutcome, CodecError, Error, FencingToken,
-    Fingerprint, Idempotency,
+    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, CodecError, Error,
+    FencingToken, Fingerprint,
 };
 
 /// First and largest pause between two looks at a key held by another call.
 const FIRST_WAIT_STEP: Duration = Duration::from_millis(2);
 const MAX_WAIT_STEP: Duration = Duration::from_millis(100);
-/// First and largest pause between two attempts to store a result.
-const FIRST_COMPLETE_RETRY: Duration = Duration::from_millis(25);
-const MAX_COMPLETE_RETRY: Duration = Duration::from_secs(1);
+/// Attempts to release a claim while the store is unreachable, and the first
+/// pause between them.
+const RELEASE_ATTEMPTS: u32 = 4;
+const FIRST_RELEASE_RETRY: Duration = Duration::from_millis(25);
 
-impl<B: Backend> Call<B> {
-    pub(crate) async fn execute<F, Fut, R, P>(self, body: F) -> R
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = R>,
-        R: IdempotentResult,
-        P: ErrorPolicy<R::Err>,
-    {
-        stats::CALLS.increment();
-        let Call { config, target } = self;
-        let Target { key, fingerprint } = match target {
-            Ok(target) => target,
-            Err(error) => {
-                stats::CODEC_ERRORS.increment();
-                return fail(Error::Codec(error));
-            }
+/// The options of a call, as the builders set them; checked when it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) scope: Cow<'static, str>,
+    pub(crate) ttl: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) wait: Option<Duration>,
+    pub(crate) require_key: bool,
+}
+
+impl Options {
+    fn check(&self) -> Result<(), Error> {
+        limits::check_ttl(self.ttl)?;
+        limits::check_lease(self.lease)?;
+        if let Some(wait) = self.wait {
+            limits::check_wait(wait)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `body` at most once for `target`, as the decision table says.
+pub(crate) async fn execute<B, F, Fut, R, P>(
+    backend: B,
+    options: Options,
+    target: Result<Target, CodecError>,
+    body: F,
+) -> R
+where
+    B: Backend,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+    R: IdempotentResult,
+    P: ErrorPolicy<R::Err>,
+{
+    let (key, fingerprint) = match start(&options, target) {
+        Start::Keyed(key, fingerprint) => (key, fingerprint),
+        Start::Keyless => return body().await,
+        Start::Refused(error) => return fail(error),
+    };
+    let span = tracing::debug_span!("idempotent", scope = %options.scope, key = %key);
+    // Pinned in place: awaited directly or through the span's wrapper, the
+    // call's future is never moved or held twice.
+    let call = std::pin::pin!(async {
+        let call = Claimed {
+            backend: &backend,
+            options: &options,
+            key: &key,
         };
-        let span = tracing::debug_span!("idempotent", scope = %config.scope, key = %key);
-        // Pinned in place: awaited directly or through the span's wrapper,
-        // the call's future is never moved or held twice.
-        let call = std::pin::pin!(async {
-            let (token, claimed_at) = match config.acquire::<R, P>(&key, &fingerprint).await {
-                Ok(claim) => claim,
-                Err(answer) => return answer,
-            };
-            // Boxed: only a call that runs the body pays for the body's and
-            // the renewal's state, so a replay's future stays small and cheap
-            // to move.
-            Box::pin(config.run_claimed::<F, Fut, R, P>(&key, token, claimed_at, body)).await
-        });
-        // Without a subscriber for the span, skip the wrapper: a replay is
-        // short enough that its poll and the extra move show.
-        if span.is_disabled() {
-            call.await
-        } else {
-            call.instrument(span).await
+        let mut guard = CallGuard::claiming(
+            &backend,
+            &options.scope,
+            &key,
+            FencingToken::generate(),
+            options.ttl,
+        );
+        let claimed_at = match call.acquire::<R, P>(&fingerprint, &mut guard).await {
+            Ok(claimed_at) => claimed_at,
+            Err(answer) => return answer,
+        };
+        // Boxed: only a call that runs the body pays for the body's and the
+        // renewal's state, so a replay's future stays small.
+        Box::pin(call.run::<F, Fut, R, P>(&mut guard, claimed_at, body)).await
+    });
+    // Without a subscriber for the span, skip the wrapper: a replay is short
+    // enough that its poll and the extra move show.
+    if span.is_disabled() {
+        call.await
+    } else {
+        call.instrument(span).await
+    }
+}
+
+/// How a call starts: with a record, without one, or refused.
+enum Start {
+    Keyed(String, Fingerprint),
+    Keyless,
+    Refused(Error),
+}
+
+fn start(options: &Options, target: Result<Target, CodecError>) -> Start {
+    stats::CALLS.increment();
+    let (key, fingerprint) = match target {
+        Ok(Target::Keyed { key, fingerprint }) => (key, fingerprint),
+        Ok(Target::Keyless) => {
+            if let Err(error) = options.check() {
+                return Start::Refused(invalid(options, "", error));
+            }
+            if options.require_key {
+                stats::MISSING_KEYS.increment();
+                tracing::debug!(scope = %options.scope, "no key, and one is required");
+                return Start::Refused(Error::MissingKey);
+            }
+            stats::KEYLESS.increment();
+            tracing::debug!(scope = %options.scope, "no key; running without a record");
+            return Start::Keyless;
+        }
+        Err(error) => {
+            stats::CODEC_ERRORS.increment();
+            tracing::error!(scope = %options.scope, %error, "key or arguments cannot be serialized");
+            return Start::Refused(Error::Codec(error));
+        }
+    };
+    if let Err(error) = options.check() {
+        return Start::Refused(invalid(options, &key, error));
+    }
+    Start::Keyed(key, fingerprint)
+}
+
+/// Runs the committing mode's `work` at most once for `target`: claimed,
+/// waited for and replayed as [`execute`] does, renewed while it runs and
+/// stopped if the claim is lost, released whenever nothing was committed.
+pub(crate) async fn execute_committing<B, W, T, E>(
+    backend: B,
+    options: Options,
+    target: Result<Target, CodecError>,
+    work: W,
+) -> Result<T, E>
+where
+    B: Backend,
+    W: AsyncFnOnce(Option<Commit<'_>>) -> Settled<T, E>,
+    T: StorableOutput,
+    E: FromIdempotencyError,
+{
+    let (key, fingerprint) = match start(&options, target) {
+        Start::Keyed(key, fingerprint) => (key, fingerprint),
+        Start::Keyless => return settle_keyless(&options, work(None).await),
+        Start::Refused(error) => return Err(error.into()),
+    };
+    let span =
+        tracing::debug_span!("idempotent", scope = %options.scope, key = %key, committing = true);
+    async {
+        let call = Claimed {
+            backend: &backend,
+            options: &options,
+            key: &key,
+        };
+        let mut guard = CallGuard::claiming(
+            &backend,
+            &options.scope,
+            &key,
+            FencingToken::generate(),
+            options.ttl,
+        );
+        let claimed_at = match call
+            .acquire::<Result<T, E>, ReleaseErrors>(&fingerprint, &mut guard)
+            .await
+        {
+            Ok(claimed_at) => claimed_at,
+            Err(answer) => return answer,
+        };
+        call.commit(&mut guard, claimed_at, work).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A keyless committing call: its work ran without a record.
+fn settle_keyless<T, E: From<Error>>(options: &Options, settled: Settled<T, E>) -> Result<T, E> {
+    match settled {
+        Settled::Committed(value) => Ok(value),
+        Settled::BodyFailed(error) => Err(error),
+        Settled::NotCommitted(error) => Err(error.into()),
+        // Without a record there is no claim to lose.
+        Settled::Fenced => Err(Error::InProgress.into()),
+        Settled::Unknown(error) => {
+            stats::COMMITS_UNKNOWN.increment();
+            tracing::error!(scope = %options.scope, key = "", %error, "commit outcome unknown");
+            Err(Error::CommitUnknown(error).into())
         }
     }
 }
 
-impl<B: Backend> Idempotency<B> {
+/// A call with a stored key, on its store.
+struct Claimed<'a, B: ?Sized> {
+    backend: &'a B,
+    options: &'a Options,
+    key: &'a str,
+}
+
+impl<B: Backend + ?Sized> Claimed<'_, B> {
+    fn scope(&self) -> &str {
+        &self.options.scope
+    }
+
     /// Claims the key, replaying or waiting as the decision table says.
-    /// `Ok((token, claimed_at))`: this call holds the key and runs the body.
+    /// `Ok(claimed_at)`: this call holds the key and runs the body.
     /// `Err(answer)`: the call's answer, without running the body.
     async fn acquire<R, P>(
         &self,
-        key: &str,
         fingerprint: &Fingerprint,
-    ) -> Result<(FencingToken, Instant), R>
+        guard: &mut CallGuard<'_, B>,
+    ) -> Result<Instant, R>
     where
         R: IdempotentResult,
         P: ErrorPolicy<R::Err>,
     {
-        let deadline = self.wait.map(|wait| Instant::now() + wait);
+        let (scope, key, lease) = (self.scope(), self.key, self.options.lease);
+        let deadline = self.options.wait.map(|wait| Instant::now() + wait);
         let mut step = FIRST_WAIT_STEP;
         let mut waited = false;
         loop {
             let asked_at = Instant::now();
-            let outcome = match self.backend.claim(key, fingerprint, self.lease).await {
+            guard.enter(Phase::Claiming);
+            let claimed = self
+                .backend
+                .claim(key, fingerprint, guard.token(), lease)
+                .await;
+            guard.enter(Phase::Settled);
+            let outcome = match claimed {
                 Ok(outcome) => outcome,
-                Err(error) => return Err(store_failed(error)),
+                Err(error) => {
+                    // The claim may have been applied before the store failed.
+                    guard.enter(Phase::Claiming);
+                    return Err(self.store_failed(error));
+                }
             };
             match outcome {
-                ClaimOutcome::Acquired { token, took_over } => {
+                ClaimOutcome::Acquired { took_over, .. } => {
+                    guard.enter(Phase::Running);
                     stats::EXECUTIONS.increment();
                     if took_over {
                         stats::TAKEOVERS.increment();
-                        tracing::warn!(
-                            "took over a claim whose lease expired (its holder crashed or \
-                             stalled); running the body"
-                        );
+                        tracing::warn!(scope, key, "took over a lapsed claim; running the body");
                     } else {
                         tracing::debug!("claimed; running the body");
                     }
-                    return Ok((token, asked_at));
+                    return Ok(asked_at);
                 }
                 ClaimOutcome::Completed { output } => {
                     stats::REPLAYS.increment();
                     tracing::debug!("replaying the stored result");
-                    return Err(replay::<R, P>(&output));
+                    return Err(self.replay::<R, P>(&output));
                 }
                 ClaimOutcome::Mismatch => {
                     stats::MISMATCHES.increment();
@@ -126,7 +286,7 @@ impl<B: Backend> Idempotency<B> {
                     // crashed holder is taken over without waiting longer.
                     let at_most = left.min(step).min(lease_remaining.max(FIRST_WAIT_STEP));
                     if let Err(error) = self.backend.wait_for_change(key, at_most).await {
-                        return Err(store_failed(error));
+                        return Err(self.store_failed(error));
                     }
                     step = (step * 2).min(MAX_WAIT_STEP);
                 }
@@ -134,11 +294,10 @@ impl<B: Backend> Idempotency<B> {
         }
     }
 
-    /// Runs the body under the claim `token`, then stores or releases.
-    async fn run_claimed<F, Fut, R, P>(
-        &self,
-        key: &str,
-        token: FencingToken,
+    /// Runs the body under the guard's claim, then stores or releases.
+    async fn run<F, Fut, R, P>(
+        self,
+        guard: &mut CallGuard<'_, B>,
         claimed_at: Instant,
         body: F,
     ) -> R
@@ -148,217 +307,199 @@ impl<B: Backend> Idempotency<B> {
         R: IdempotentResult,
         P: ErrorPolicy<R::Err>,
     {
-        let guard = ClaimGuard::new(&self.backend, key, token);
+        let lease = self.options.lease;
         let (output, held) =
-            run_renewing(&self.backend, key, token, self.lease, claimed_at, body()).await;
+            run_renewing(self.backend, self.holder(guard, claimed_at), body()).await;
+        // Past the lease, another call may own the key; a completion that
+        // late is fenced, so retrying it then is harmless but useless.
+        let retry_until = held.until + lease;
         let result = output.into_result();
         match &result {
             Ok(value) => {
-                self.store(key, token, &held, envelope::encode_ok(value))
-                    .await
+                let encoded = envelope::encode_ok(value);
+                guard.store(self.encoded(encoded), retry_until).await;
             }
             Err(error) => match P::encode(error) {
-                Some(Ok(encoded)) => self.store(key, token, &held, Ok(encoded)).await,
-                Some(Err(encode_error)) => {
-                    tracing::warn!(
-                        error = %encode_error,
-                        "the error cannot be serialized for `cache_err`; releasing the key instead"
-                    );
-                    self.release(key, token).await;
+                Some(encoded) => guard.store(self.encoded(encoded), retry_until).await,
+                None => {
+                    guard.enter(Phase::Releasing);
+                    self.release(guard.token()).await;
+                    guard.enter(Phase::Settled);
                 }
-                None => self.release(key, token).await,
             },
         }
-        guard.disarm();
         R::from_result(result)
     }
 
-    /// Completes the claim with the encoded result. The body already ran:
-    /// whatever happens here, the caller gets its own result.
-    async fn store(
-        &self,
-        key: &str,
-        token: FencingToken,
-        held: &Held,
-        encoded: Result<Vec<u8>, serde_json::Error>,
-    ) {
-        let output = match encoded {
-            Ok(output) => output,
-            Err(error) => {
-                let reason = format!("the result failed to serialize: {error}");
-                return self
-                    .store_not_stored_marker(key, token, held, &reason)
-                    .await;
+    /// Runs the committing work under the guard's claim and answers as it
+    /// settled. Dropped at any point, the guard releases: until the commit
+    /// nothing is durable, and after it the record is completed, which a
+    /// release leaves alone.
+    async fn commit<W, T, E>(
+        self,
+        guard: &mut CallGuard<'_, B>,
+        claimed_at: Instant,
+        work: W,
+    ) -> Result<T, E>
+    where
+        W: AsyncFnOnce(Option<Commit<'_>>) -> Settled<T, E>,
+        E: From<Error>,
+    {
+        let (scope, key) = (self.scope(), self.key);
+        let token = guard.token();
+        let commit = Commit {
+            key,
+            token,
+            ttl: self.options.ttl,
+        };
+        let holder = self.holder(guard, claimed_at);
+        let settled = run_renewing_or_stop(self.backend, holder, work(Some(commit))).await;
+        let answer = match settled {
+            Some(Settled::Committed(value)) => {
+                tracing::debug!("committed the body's writes with the record");
+                guard.enter(Phase::Settled);
+                return Ok(value);
+            }
+            // Stopped when a renewal found the claim lost: its transaction
+            // was dropped, so rolled back.
+            None => {
+                guard.enter(Phase::Settled);
+                return Err(Error::InProgress.into());
+            }
+            Some(Settled::Fenced) => {
+                stats::FENCED.increment();
+                tracing::warn!(scope, key, "claim lost before the commit; rolled back");
+                guard.enter(Phase::Settled);
+                return Err(Error::InProgress.into());
+            }
+            Some(Settled::BodyFailed(error)) => Err(error),
+            Some(Settled::NotCommitted(error)) => {
+                tracing::warn!(scope, key, %error, "nothing committed; releasing the key");
+                Err(error.into())
+            }
+            Some(Settled::Unknown(error)) => {
+                stats::COMMITS_UNKNOWN.increment();
+                tracing::error!(scope, key, %error, "commit outcome unknown; releasing (a no-op if it committed)");
+                Err(Error::CommitUnknown(error).into())
             }
         };
-        match self.complete_with_retries(key, token, held, &output).await {
-            Completion::Stored | Completion::Fenced => {}
-            Completion::Abandoned => stats::RESULTS_NOT_STORED.increment(),
-            Completion::TooLarge(error) => {
-                let reason = format!("the result was too large for the store: {error}");
-                self.store_not_stored_marker(key, token, held, &reason)
-                    .await;
-            }
+        guard.enter(Phase::Releasing);
+        self.release(token).await;
+        guard.enter(Phase::Settled);
+        answer
+    }
+
+    fn holder(&self, guard: &CallGuard<'_, B>, claimed_at: Instant) -> Holder<'_> {
+        Holder {
+            scope: self.scope(),
+            key: self.key,
+            token: guard.token(),
+            lease: self.options.lease,
+            claimed_at,
         }
     }
 
-    /// Stores a record saying the body ran but its result could not be kept,
-    /// so retries get [`Error::ResultNotStored`] instead of running it again.
-    async fn store_not_stored_marker(
-        &self,
-        key: &str,
-        token: FencingToken,
-        held: &Held,
-        reason: &str,
-    ) {
-        stats::RESULTS_NOT_STORED.increment();
-        tracing::error!(
-            reason,
-            "the body ran but its result cannot be stored; retries will get ResultNotStored"
-        );
-        let marker = envelope::encode_not_stored(shortened(reason));
-        if let Completion::TooLarge(error) =
-            self.complete_with_retries(key, token, held, &marker).await
-        {
-            tracing::error!(%error, "the store refused even the small not-stored marker");
-        }
+    /// An encoded result, or `None` (logged) when it failed to serialize.
+    fn encoded(&self, encoded: Result<Vec<u8>, serde_json::Error>) -> Option<Vec<u8>> {
+        encoded
+            .map_err(|error| {
+                tracing::error!(
+                    scope = self.scope(),
+                    key = self.key,
+                    %error,
+                    "result failed to serialize; storing a not-stored marker"
+                );
+            })
+            .ok()
     }
 
-    /// Tries to complete while the claim is known to hold: a store that is
-    /// briefly unreachable right after the body ran does not make a retry run
-    /// the body again. Past the lease, another call may own the key, so the
-    /// attempts stop there.
-    async fn complete_with_retries(
-        &self,
-        key: &str,
-        token: FencingToken,
-        held: &Held,
-        output: &[u8],
-    ) -> Completion {
-        let mut delay = FIRST_COMPLETE_RETRY;
-        let mut attempt = 1;
-        loop {
-            match self.backend.complete(key, token, output, self.ttl).await {
+    /// Releases the claim after `Err` or after nothing was committed. Tried a
+    /// few times while the store is unreachable, so a blip (a connection
+    /// that broke with the body's transaction) does not block the key for a
+    /// whole lease.
+    async fn release(&self, token: FencingToken) {
+        let (scope, key) = (self.scope(), self.key);
+        let mut delay = FIRST_RELEASE_RETRY;
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.backend.release(key, token).await {
                 Ok(CasOutcome::Applied) => {
-                    tracing::debug!(attempt, "stored the result");
-                    return Completion::Stored;
+                    stats::RELEASES.increment();
+                    tracing::debug!("released the key");
+                    return;
                 }
                 Ok(CasOutcome::Fenced) => {
                     stats::FENCED.increment();
                     tracing::warn!(
-                        "this call's claim expired before its result could be stored (another \
-                         call took the key over, or the store forgot the claim): the result goes \
-                         to this caller only, and a retry either replays the other call's result \
-                         or runs the body again"
+                        scope,
+                        key,
+                        "nothing to release: the claim was lost meanwhile"
                     );
-                    return Completion::Fenced;
-                }
-                Err(error) if error.kind() == BackendErrorKind::TooLarge => {
-                    return Completion::TooLarge(error);
+                    return;
                 }
                 Err(error)
                     if error.kind() == BackendErrorKind::Unavailable
-                        && Instant::now() + delay < held.until =>
+                        && attempt < RELEASE_ATTEMPTS =>
                 {
-                    stats::COMPLETE_RETRIES.increment();
-                    tracing::warn!(%error, attempt, "could not store the result; retrying in {delay:?}");
+                    tracing::debug!(%error, attempt, "could not release; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_COMPLETE_RETRY);
-                    attempt += 1;
+                    delay *= 2;
                 }
                 Err(error) => {
-                    tracing::error!(
-                        %error,
-                        attempt,
-                        "the body ran but its result could not be stored; the caller gets it, \
-                         and retries see the key in progress until the lease ends, then run the \
-                         body again"
-                    );
-                    return Completion::Abandoned;
+                    tracing::warn!(scope, key, %error, "could not release; the claim lapses with its lease");
+                    return;
                 }
             }
         }
     }
 
-    async fn release(&self, key: &str, token: FencingToken) {
-        match self.backend.release(key, token).await {
-            Ok(CasOutcome::Applied) => {
-                stats::RELEASES.increment();
-                tracing::debug!("the body returned Err; released the key");
+    fn store_failed<R: IdempotentResult>(&self, error: BackendError) -> R {
+        let error = Error::from(error);
+        if matches!(error, Error::Codec(_)) {
+            stats::CODEC_ERRORS.increment();
+        } else {
+            stats::STORE_ERRORS.increment();
+        }
+        tracing::error!(scope = self.scope(), key = self.key, %error, "store failed; failing closed");
+        fail(error)
+    }
+
+    fn replay<R, P>(&self, output: &[u8]) -> R
+    where
+        R: IdempotentResult,
+        P: ErrorPolicy<R::Err>,
+    {
+        let decoded = envelope::decode(output).and_then(|stored| match stored {
+            Stored::Ok(payload) => envelope::decode_payload(payload).map(Ok),
+            Stored::Err(payload) => P::decode(payload).map(Err),
+            Stored::Lost(reason) => Ok(Err(Error::ResultNotStored {
+                reason: reason.to_owned(),
             }
-            Ok(CasOutcome::Fenced) => {
-                stats::FENCED.increment();
-                tracing::warn!(
-                    "the body returned Err after its lease was taken over; nothing to release"
+            .into())),
+        });
+        match decoded {
+            Ok(result) => R::from_result(result),
+            Err(error) => {
+                stats::CODEC_ERRORS.increment();
+                tracing::error!(
+                    scope = self.scope(),
+                    key = self.key,
+                    %error,
+                    "stored result cannot be decoded; the body does not run"
                 );
+                fail(Error::Codec(error))
             }
-            Err(error) => tracing::warn!(
-                %error,
-                "the body returned Err and the claim could not be released; it expires with its lease"
-            ),
         }
     }
 }
 
-/// The reason kept in a not-stored marker: short, so the marker fits a store
-/// whose output limit refused the result itself.
-fn shortened(reason: &str) -> &str {
-    const MAX_REASON_BYTES: usize = 200;
-    if reason.len() <= MAX_REASON_BYTES {
-        return reason;
-    }
-    let mut end = MAX_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
-/// How storing a result ended.
-enum Completion {
-    Stored,
-    Fenced,
-    TooLarge(crate::BackendError),
-    /// The store stayed unreachable (or failed otherwise) while the claim held.
-    Abandoned,
-}
-
-fn store_failed<R: IdempotentResult>(error: crate::BackendError) -> R {
-    let error = Error::from(error);
-    if matches!(error, Error::Codec(_)) {
-        stats::CODEC_ERRORS.increment();
-    } else {
-        stats::STORE_ERRORS.increment();
-    }
-    tracing::error!(%error, "the store failed before the body ran; failing closed");
-    fail(error)
+fn invalid(options: &Options, key: &str, error: Error) -> Error {
+    stats::INVALID_CONFIGS.increment();
+    tracing::error!(scope = %options.scope, key, %error, "invalid options; the body does not run");
+    error
 }
 
 pub(crate) fn fail<R: IdempotentResult>(error: Error) -> R {
     R::from_result(Err(error.into()))
-}
-
-fn replay<R, P>(output: &[u8]) -> R
-where
-    R: IdempotentResult,
-    P: ErrorPolicy<R::Err>,
-{
-    let decoded = envelope::decode(output).and_then(|stored| match stored {
-        Stored::Ok(payload) => envelope::decode_payload(payload).map(Ok),
-        Stored::Err(payload) => P::decode(payload).map(Err),
-        Stored::Lost(reason) => Ok(Err(Error::ResultNotStored {
-            reason: reason.to_owned(),
-        }
-        .into())),
-    });
-    match decoded {
-        Ok(result) => R::from_result(result),
-        Err(error) => {
-            stats::CODEC_ERRORS.increment();
-            tracing::error!(%error, "the stored result cannot be decoded; the body does not run");
-            fail(Error::Codec(error))
-        }
-    }
 }
 
 /// What happens to an `Err` returned by the body.

@@ -23,6 +23,15 @@ pub(crate) enum Stored<'a> {
     Lost(&'a str),
 }
 
+/// What a not-stored marker says: its reason code, or the free text the
+/// markers of earlier builds carried.
+fn lost_reason(reason: &[u8]) -> &str {
+    match reason {
+        [code] => NotStored::from_code(*code).map_or("reason unknown", NotStored::describe),
+        text => std::str::from_utf8(text).unwrap_or("reason not readable"),
+    }
+}
+
 pub(crate) fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     encode(OK, value)
 }
@@ -31,11 +40,44 @@ pub(crate) fn encode_err<E: Serialize + ?Sized>(error: &E) -> Result<Vec<u8>, se
     encode(ERR, error)
 }
 
-pub(crate) fn encode_not_stored(reason: &str) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(2 + reason.len());
-    bytes.extend_from_slice(&[VERSION, NOT_STORED]);
-    bytes.extend_from_slice(reason.as_bytes());
-    bytes
+/// Why a body's result could not be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotStored {
+    TooLarge,
+    Unserializable,
+}
+
+impl NotStored {
+    const fn code(self) -> u8 {
+        match self {
+            Self::TooLarge => b'L',
+            Self::Unserializable => b'S',
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        [Self::TooLarge, Self::Unserializable]
+            .into_iter()
+            .find(|reason| reason.code() == code)
+    }
+
+    pub(crate) const fn describe(self) -> &'static str {
+        match self {
+            Self::TooLarge => "the result was too large for the store",
+            Self::Unserializable => "the result failed to serialize",
+        }
+    }
+}
+
+/// The length of every not-stored marker: a store whose output limit is at
+/// least this accepts it, whatever refused the result itself.
+pub(crate) const NOT_STORED_LEN: usize = 3;
+
+/// The marker of a body that ran but whose result could not be stored: three
+/// bytes whatever the reason, so it fits where the result did not. The
+/// reason's wording lives in this build, not in the record.
+pub(crate) fn encode_not_stored(reason: NotStored) -> [u8; NOT_STORED_LEN] {
+    [VERSION, NOT_STORED, reason.code()]
 }
 
 fn encode<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>, serde_json::Error> {
@@ -49,9 +91,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored<'_>, CodecError> {
     match bytes {
         [VERSION, OK, payload @ ..] => Ok(Stored::Ok(payload)),
         [VERSION, ERR, payload @ ..] => Ok(Stored::Err(payload)),
-        [VERSION, NOT_STORED, reason @ ..] => Ok(Stored::Lost(
-            std::str::from_utf8(reason).unwrap_or("reason not readable"),
-        )),
+        [VERSION, NOT_STORED, reason @ ..] => Ok(Stored::Lost(lost_reason(reason))),
         [version, ..] if *version != VERSION => Err(CodecError::new(format!(
             "the stored result has encoding version {version}, this build reads version {VERSION}"
         ))),
@@ -76,8 +116,18 @@ pub mod stored_result {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
-    use super::Stored;
+    use super::{NotStored, Stored};
     use crate::Error;
+
+    /// The length of a not-stored marker, whatever its reason: every store
+    /// accepts outputs this long ([`MIN_OUTPUT_LIMIT`](crate::limits::MIN_OUTPUT_LIMIT)).
+    pub const NOT_STORED_LEN: usize = super::NOT_STORED_LEN;
+
+    /// A not-stored marker, as the runtime stores it for a body whose
+    /// result was too large for the store.
+    pub fn not_stored_marker() -> [u8; NOT_STORED_LEN] {
+        super::encode_not_stored(NotStored::TooLarge)
+    }
 
     /// Encodes an `Ok` value as the runtime stores it.
     pub fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
@@ -112,8 +162,17 @@ mod tests {
         assert_eq!(decode(&ok).unwrap(), Stored::Ok(b"[1,2]"));
         let err = encode_err("declined").unwrap();
         assert_eq!(decode(&err).unwrap(), Stored::Err(b"\"declined\""));
-        let marker = encode_not_stored("too large");
-        assert_eq!(decode(&marker).unwrap(), Stored::Lost("too large"));
+        for reason in [NotStored::TooLarge, NotStored::Unserializable] {
+            let marker = encode_not_stored(reason);
+            assert_eq!(marker.len(), NOT_STORED_LEN);
+            assert_eq!(decode(&marker).unwrap(), Stored::Lost(reason.describe()));
+        }
+        // Markers of earlier builds carried their reason as text.
+        assert_eq!(
+            decode(b"\x01Ntoo large").unwrap(),
+            Stored::Lost("too large")
+        );
+        assert_eq!(decode(b"\x01N?").unwrap(), Stored::Lost("reason unknown"));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::fmt;
 /// Why an idempotent call did not return the body's own result.
 ///
 /// Every variant says whether the body ran. The HTTP layer maps them to status
-/// codes: `InProgress` 409, `PayloadMismatch` 422, `Backend` 503, the others 500.
+/// codes: `InProgress` 409, `PayloadMismatch` 422, `Backend` 503 (`Capacity`
+/// included), `MissingKey` 400, the others 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -47,6 +48,32 @@ pub enum Error {
         /// Why the earlier result could not be stored.
         reason: String,
     },
+
+    /// The call's options are invalid: a ttl, lease or wait of zero or beyond
+    /// its maximum (see [`limits`](crate::limits)). Checked before anything
+    /// is claimed: the body did not run.
+    #[error("invalid idempotency options: {reason}; the body did not run")]
+    InvalidConfig {
+        /// What is wrong, naming the option.
+        reason: String,
+    },
+
+    /// The body ran in a store's committing mode (the Postgres store's
+    /// transactional mode), and its commit failed or did not answer: whether
+    /// its writes and its record were committed is unknown. They commit
+    /// together or not at all, so a retry either replays the result (they
+    /// were) or runs the body again (they were not), never half of it. The
+    /// HTTP layer answers 503, as a retry is safe.
+    #[error(
+        "the body ran, but whether its writes were committed is unknown ({0}); a retry \
+         replays the result if they were, or runs the body again if not"
+    )]
+    CommitUnknown(#[source] BackendError),
+
+    /// The call requires an idempotency key (`require_key`) and its key was
+    /// `None`. The body did not run. The HTTP layer answers 400.
+    #[error("this call requires an idempotency key and got none; the body did not run")]
+    MissingKey,
 }
 
 /// What a [`BackendError`] is about, so callers can tell a full store from an

@@ -54,7 +54,9 @@ impl Fingerprint {
 /// version, so a future encoding gives new digests on purpose, never by
 /// accident, and digests of other tools can never coincide with ours. It is
 /// 8 bytes so that a key of up to 50 bytes still hashes in one SHA-256 block.
-const DOMAIN: &[u8] = b"idem/v1\0";
+/// Version 2: a call's fingerprint also covers its scope, so records of
+/// version 1 are left alone (other keys) rather than mismatched.
+const DOMAIN: &[u8] = b"idem/v2\0";
 
 /// A SHA-256 hasher primed with the domain tag.
 pub(crate) fn new_hasher() -> Sha256 {

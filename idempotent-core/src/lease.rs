@@ -1,8 +1,7 @@
-//! Holding a claim while the body runs: renewal every `lease / 3`, and release
-//! when the call is dropped or the body panics.
+//! Holding a claim while the body runs: renewal every `lease / 3`.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,22 +19,12 @@ pub(crate) struct Held {
     pub(crate) until: Instant,
 }
 
-/// Polls `body` to completion, renewing the claim every `lease / 3` meanwhile.
-///
-/// A failed renewal is logged and counted, and tried again one period later;
-/// the body keeps running (stopping it halfway through a side effect would be
-/// worse). Once the lease has lapsed without renewal another caller may take
-/// the key over; this call then finishes, and its result is fenced off.
-///
-/// Renewal runs on the body's own task, interleaved with it: a body that
-/// blocks its thread (instead of awaiting) also blocks renewal, and may lose
-/// its lease. Blocking work belongs in `tokio::task::spawn_blocking`.
+/// Polls `body` to completion, renewing the claim every `lease / 3`
+/// meanwhile. A body whose claim is lost is let finish: stopping it halfway
+/// through a side effect would be worse. Its result is then fenced off.
 pub(crate) async fn run_renewing<B, Fut>(
     backend: &B,
-    key: &str,
-    token: FencingToken,
-    lease: Duration,
-    claimed_at: Instant,
+    holder: Holder<'_>,
     body: Fut,
 ) -> (Fut::Output, Held)
 where
@@ -43,6 +32,67 @@ where
     Fut: Future,
 {
     let mut body = pin!(body);
+    match renew_until_done_or_lost(backend, holder, body.as_mut()).await {
+        Ok(done) => done,
+        Err(held) => (body.await, held),
+    }
+}
+
+/// Like [`run_renewing`], but a body whose claim is lost is stopped (its
+/// future dropped), for bodies whose effects are uncommitted writes of a
+/// transaction, which dropping rolls back. `None`: it was stopped.
+pub(crate) async fn run_renewing_or_stop<B, Fut>(
+    backend: &B,
+    holder: Holder<'_>,
+    body: Fut,
+) -> Option<Fut::Output>
+where
+    B: Backend + ?Sized,
+    Fut: Future,
+{
+    let mut body = pin!(body);
+    renew_until_done_or_lost(backend, holder, body.as_mut())
+        .await
+        .ok()
+        .map(|(output, _)| output)
+}
+
+/// Who holds a claim, and since when.
+#[derive(Clone, Copy)]
+pub(crate) struct Holder<'a> {
+    pub(crate) scope: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) token: FencingToken,
+    pub(crate) lease: Duration,
+    pub(crate) claimed_at: Instant,
+}
+
+/// Polls `body` and renews every `lease / 3` until the body finishes
+/// (`Ok`), or a renewal finds the claim lost (`Err`, the body unfinished).
+///
+/// A failed renewal is logged and counted, and tried again one period later;
+/// the body keeps running. Once the lease has lapsed without renewal another
+/// caller may take the key over, and the next renewal says so.
+///
+/// Renewal runs on the body's own task, interleaved with it: a body that
+/// blocks its thread (instead of awaiting) also blocks renewal, and may lose
+/// its lease. Blocking work belongs in `tokio::task::spawn_blocking`.
+async fn renew_until_done_or_lost<B, Fut>(
+    backend: &B,
+    holder: Holder<'_>,
+    mut body: Pin<&mut Fut>,
+) -> Result<(Fut::Output, Held), Held>
+where
+    B: Backend + ?Sized,
+    Fut: Future,
+{
+    let Holder {
+        scope,
+        key,
+        token,
+        lease,
+        claimed_at,
+    } = holder;
     let period = (lease / 3).max(MIN_RENEW_PERIOD);
     let mut held = Held {
         until: claimed_at + lease,
@@ -50,7 +100,7 @@ where
     loop {
         tokio::select! {
             biased;
-            output = &mut body => return (output, held),
+            output = &mut body => return Ok((output, held)),
             () = tokio::time::sleep(period) => {}
         }
         let asked_at = Instant::now();
@@ -58,7 +108,7 @@ where
         let renewal = backend.renew(key, token, lease);
         tokio::select! {
             biased;
-            output = &mut body => return (output, held),
+            output = &mut body => return Ok((output, held)),
             renewed = renewal => match renewed {
                 Ok(CasOutcome::Applied) => {
                     held.until = asked_at + lease;
@@ -67,61 +117,26 @@ where
                 Ok(CasOutcome::Fenced) => {
                     stats::LEASES_LOST.increment();
                     tracing::warn!(
-                        "lost the claim: it expired while this holder could not renew it, and \
-                         another call took it over or the store forgot it; this call finishes, \
-                         but its result will not be stored"
+                        scope,
+                        key,
+                        "lost the claim (it lapsed and was taken over or forgotten); its \
+                         result will not be stored"
                     );
-                    return (body.await, held);
+                    return Err(held);
                 }
                 Err(error) => {
                     stats::RENEW_FAILURES.increment();
                     let lapsed = Instant::now() >= held.until;
                     tracing::warn!(
+                        scope,
+                        key,
                         %error,
                         lapsed,
-                        "could not renew the lease; retrying in {period:?} (once the lease has \
-                         lapsed, another call may take the key over and this result is fenced off)"
+                        ?period,
+                        "could not renew the lease; retrying"
                     );
                 }
             },
-        }
-    }
-}
-
-/// Releases the claim if dropped while armed: the call was cancelled, or the
-/// body panicked. Disarmed once the claim was completed or released normally.
-pub(crate) struct ClaimGuard<'a, B: Backend + ?Sized> {
-    backend: &'a B,
-    key: &'a str,
-    token: FencingToken,
-    armed: bool,
-}
-
-impl<'a, B: Backend + ?Sized> ClaimGuard<'a, B> {
-    pub(crate) fn new(backend: &'a B, key: &'a str, token: FencingToken) -> Self {
-        Self {
-            backend,
-            key,
-            token,
-            armed: true,
-        }
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl<B: Backend + ?Sized> Drop for ClaimGuard<'_, B> {
-    fn drop(&mut self) {
-        if self.armed {
-            stats::ABANDONED.increment();
-            tracing::debug!(
-                key = self.key,
-                panicking = std::thread::panicking(),
-                "the call was dropped or its body panicked; releasing the claim"
-            );
-            self.backend.release_in_background(self.key, self.token);
         }
     }
 }

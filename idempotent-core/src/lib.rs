@@ -54,6 +54,8 @@
 mod backend;
 mod bounds;
 mod canonical;
+mod commit;
+mod completion;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod default_backend;
@@ -62,21 +64,27 @@ mod envelope;
 mod error;
 mod fingerprint;
 mod lease;
+pub mod limits;
 mod memory;
+mod phase;
 mod private;
 mod runtime;
 mod stats;
+mod stored_key;
+mod token;
 
 // The macro's expansion names `::idempotent_core`, also in this crate's tests.
 extern crate self as idempotent_core;
 
-pub use crate::backend::{spawn_release, Backend, CasOutcome, ClaimOutcome, FencingToken};
+pub use crate::backend::{Backend, CasOutcome, ClaimOutcome, FencingToken};
 pub use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
+pub use crate::commit::{Commit, Settled};
 pub use crate::default_backend::{default_backend, set_default_backend, DefaultBackendAlreadySet};
 pub use crate::envelope::stored_result;
 pub use crate::error::{BackendError, BackendErrorKind, CodecError, Error};
 pub use crate::fingerprint::Fingerprint;
 pub use crate::memory::MemoryBackend;
+pub use crate::phase::release_in_background;
 pub use crate::runtime::{Call, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL};
 pub use crate::stats::{stats, Stats};
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -63,9 +62,6 @@ const FAR_FUTURE: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// [`set_default_backend`]: crate::set_default_backend
 pub struct MemoryBackend {
     store: Mutex<Store>,
-    /// Unique per backend rather than per key, so a stale holder's token can
-    /// never equal the token of whoever claimed the key after it.
-    next_token: AtomicU64,
     max_entries: usize,
     max_output_bytes: usize,
 }
@@ -81,17 +77,17 @@ impl MemoryBackend {
     pub fn with_max_entries(max_entries: usize) -> Self {
         Self {
             store: Mutex::new(Store::default()),
-            next_token: AtomicU64::new(1),
             max_entries: max_entries.max(1),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 
     /// Sets the largest output [`complete`](Backend::complete) accepts, in
-    /// bytes; larger ones fail with [`BackendErrorKind::TooLarge`].
+    /// bytes (at least [`MIN_OUTPUT_LIMIT`](crate::limits::MIN_OUTPUT_LIMIT));
+    /// larger ones fail with [`BackendErrorKind::TooLarge`].
     #[must_use]
     pub fn max_output_bytes(mut self, bytes: usize) -> Self {
-        self.max_output_bytes = bytes;
+        self.max_output_bytes = bytes.max(crate::limits::MIN_OUTPUT_LIMIT);
         self
     }
 
@@ -116,15 +112,11 @@ impl MemoryBackend {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn new_token(&self) -> u64 {
-        // The lock already orders claims; the counter only has to be unique.
-        self.next_token.fetch_add(1, Ordering::Relaxed)
-    }
-
     fn claim_now(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         let mut evicted = None;
@@ -134,7 +126,14 @@ impl MemoryBackend {
             guard.purge(now);
             let Store { records, index } = &mut *guard;
             match records.get_mut(key) {
-                Some(record) => Ok(self.claim_existing(record, index, fingerprint, lease, now)),
+                Some(record) => Ok(Self::claim_existing(
+                    record,
+                    index,
+                    fingerprint,
+                    token,
+                    lease,
+                    now,
+                )),
                 None => match guard.make_room(self.max_entries, now) {
                     Err(live_claims) => Err(live_claims),
                     Ok(victim) => {
@@ -142,14 +141,13 @@ impl MemoryBackend {
                         let record = Record {
                             key: Arc::from(key),
                             fingerprint: *fingerprint,
-                            token: self.new_token(),
+                            token: token.get(),
                             state: State::Claimed {
                                 lease_until: deadline(now, lease),
                                 lease,
                                 notify: Arc::new(Notify::new()),
                             },
                         };
-                        let token = FencingToken::new(record.token);
                         guard.index.insert(&record, now);
                         guard.records.insert(Arc::clone(&record.key), record);
                         Ok(ClaimOutcome::Acquired {
@@ -178,15 +176,22 @@ impl MemoryBackend {
     }
 
     fn claim_existing(
-        &self,
         record: &mut Record,
         index: &mut Indices,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
         now: Instant,
     ) -> ClaimOutcome {
         if record.fingerprint != *fingerprint {
             return ClaimOutcome::Mismatch;
+        }
+        if record.held_by(token) {
+            // This very claim, sent again: it holds the key already.
+            return ClaimOutcome::Acquired {
+                token,
+                took_over: false,
+            };
         }
         let lease_until = match &record.state {
             State::Completed { output, .. } => {
@@ -202,7 +207,7 @@ impl MemoryBackend {
             };
         }
         index.remove(record);
-        record.token = self.new_token();
+        record.token = token.get();
         if let State::Claimed {
             lease_until,
             lease: current,
@@ -216,7 +221,7 @@ impl MemoryBackend {
         }
         index.insert(record, now);
         ClaimOutcome::Acquired {
-            token: FencingToken::new(record.token),
+            token,
             took_over: true,
         }
     }
@@ -375,9 +380,10 @@ impl Backend for MemoryBackend {
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        self.claim_now(key, fingerprint, lease)
+        self.claim_now(key, fingerprint, token, lease)
     }
 
     async fn complete(
@@ -427,9 +433,10 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    /// Releases at once: a release is only a short lock, nothing to wait for.
-    fn release_in_background(&self, key: &str, token: FencingToken) {
-        let _ = self.release_now(key, token);
+    /// `None`: every operation is a short lock, finished when first polled,
+    /// so a dropped call's release or completion runs in place.
+    fn detached(&self) -> Option<Arc<dyn Backend>> {
+        None
     }
 }
 
@@ -663,7 +670,11 @@ mod tests {
     }
 
     async fn acquire(backend: &MemoryBackend, key: &str, lease: Duration) -> FencingToken {
-        match backend.claim(key, &fp(1), lease).await.unwrap() {
+        match backend
+            .claim(key, &fp(1), FencingToken::generate(), lease)
+            .await
+            .unwrap()
+        {
             ClaimOutcome::Acquired {
                 token,
                 took_over: false,
@@ -700,7 +711,15 @@ mod tests {
         assert_eq!(backend.max_entries, 100_000);
         assert_eq!(backend.max_output_bytes, 1024 * 1024);
         assert_eq!(MemoryBackend::with_max_entries(0).max_entries, 1);
-        assert_eq!(MemoryBackend::new().max_output_bytes(7).max_output_bytes, 7);
+        assert_eq!(
+            MemoryBackend::new().max_output_bytes(70).max_output_bytes,
+            70
+        );
+        let smallest = crate::limits::MIN_OUTPUT_LIMIT;
+        assert_eq!(
+            MemoryBackend::new().max_output_bytes(7).max_output_bytes,
+            smallest
+        );
         assert!(backend.is_empty());
     }
 
@@ -708,13 +727,15 @@ mod tests {
     async fn absent_key_is_acquired_with_any_fingerprint() {
         let backend = MemoryBackend::new();
         let first = acquire(&backend, "s:a", LEASE).await;
-        let outcome = backend.claim("s:b", &fp(2), LEASE).await.unwrap();
+        let outcome = backend
+            .claim("s:b", &fp(2), FencingToken::generate(), LEASE)
+            .await
+            .unwrap();
         let ClaimOutcome::Acquired { token, took_over } = outcome else {
             panic!("{outcome:?}");
         };
         assert!(!took_over);
-        assert_ne!(token, first, "tokens are unique per backend");
-        assert_eq!(first.get(), 1, "the counter starts at 1");
+        assert_ne!(token, first, "each claim has its own token");
         assert_eq!(backend.len(), 2);
     }
 
@@ -724,13 +745,19 @@ mod tests {
         acquire(&backend, "k", LEASE).await;
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress {
                 lease_remaining: Duration::from_secs(20)
             }
         );
         assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(2), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Mismatch
         );
     }
@@ -740,7 +767,10 @@ mod tests {
         let backend = MemoryBackend::new();
         let old = acquire(&backend, "k", LEASE).await;
         tokio::time::advance(LEASE).await;
-        let outcome = backend.claim("k", &fp(1), LEASE).await.unwrap();
+        let outcome = backend
+            .claim("k", &fp(1), FencingToken::generate(), LEASE)
+            .await
+            .unwrap();
         let ClaimOutcome::Acquired {
             token,
             took_over: true,
@@ -750,7 +780,10 @@ mod tests {
         };
         assert_ne!(token, old);
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress {
                 lease_remaining: LEASE
             }
@@ -764,7 +797,10 @@ mod tests {
         acquire(&backend, "k", LEASE).await;
         tokio::time::advance(LEASE + Duration::from_secs(1)).await;
         assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(2), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Mismatch
         );
     }
@@ -775,7 +811,10 @@ mod tests {
         let old = acquire(&backend, "k", LEASE).await;
         tokio::time::advance(LEASE * 2).await;
         assert!(backend.is_empty());
-        let outcome = backend.claim("k", &fp(2), LEASE).await.unwrap();
+        let outcome = backend
+            .claim("k", &fp(2), FencingToken::generate(), LEASE)
+            .await
+            .unwrap();
         assert!(
             matches!(
                 outcome,
@@ -803,13 +842,19 @@ mod tests {
         );
         tokio::time::advance(TTL - Duration::from_millis(1)).await;
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"out".to_vec()
             }
         );
         assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(2), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Mismatch
         );
     }
@@ -822,7 +867,10 @@ mod tests {
             backend.complete("k", token, b"out", TTL).await.unwrap();
             tokio::time::advance(TTL).await;
             assert!(backend.is_empty());
-            let outcome = backend.claim("k", &fingerprint, LEASE).await.unwrap();
+            let outcome = backend
+                .claim("k", &fingerprint, FencingToken::generate(), LEASE)
+                .await
+                .unwrap();
             assert!(
                 matches!(
                     outcome,
@@ -867,7 +915,10 @@ mod tests {
             .unwrap();
         tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"out".to_vec()
             }
@@ -884,7 +935,10 @@ mod tests {
         );
         assert!(backend.is_empty());
         assert_bounded(&backend);
-        let outcome = backend.claim("k", &fp(2), LEASE).await.unwrap();
+        let outcome = backend
+            .claim("k", &fp(2), FencingToken::generate(), LEASE)
+            .await
+            .unwrap();
         assert!(
             matches!(
                 outcome,
@@ -901,7 +955,7 @@ mod tests {
     async fn release_in_background_releases_at_once() {
         let backend = MemoryBackend::new();
         let token = acquire(&backend, "k", LEASE).await;
-        backend.release_in_background("k", token);
+        crate::release_in_background(&backend, "tests", "k", token);
         assert!(backend.is_empty());
         acquire(&backend, "k", LEASE).await;
     }
@@ -917,7 +971,10 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(20)).await;
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress {
                 lease_remaining: Duration::from_secs(10)
             }
@@ -936,7 +993,10 @@ mod tests {
             CasOutcome::Applied
         );
         assert_eq!(
-            backend.claim("k", &fp(1), lease).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), lease)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress {
                 lease_remaining: lease
             }
@@ -947,7 +1007,10 @@ mod tests {
             CasOutcome::Applied
         );
         assert_eq!(
-            backend.claim("k", &fp(1), lease).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), lease)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"late".to_vec()
             }
@@ -969,8 +1032,10 @@ mod tests {
         let backend = MemoryBackend::new();
         let old = acquire(&backend, "k", LEASE).await;
         tokio::time::advance(LEASE).await;
-        let ClaimOutcome::Acquired { token: new, .. } =
-            backend.claim("k", &fp(1), LEASE).await.unwrap()
+        let ClaimOutcome::Acquired { token: new, .. } = backend
+            .claim("k", &fp(1), FencingToken::generate(), LEASE)
+            .await
+            .unwrap()
         else {
             panic!("expected a takeover");
         };
@@ -985,9 +1050,12 @@ mod tests {
             CasOutcome::Fenced
         );
         assert_eq!(backend.release("k", old).await.unwrap(), CasOutcome::Fenced);
-        backend.release_in_background("k", old);
+        crate::release_in_background(&backend, "tests", "k", old);
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress {
                 lease_remaining: Duration::from_secs(25)
             },
@@ -1013,7 +1081,10 @@ mod tests {
             CasOutcome::Fenced
         );
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"new".to_vec()
             }
@@ -1052,22 +1123,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn too_large_output_fails_and_keeps_the_claim() {
-        let backend = MemoryBackend::new().max_output_bytes(4);
+        let backend = MemoryBackend::new().max_output_bytes(20);
         let token = acquire(&backend, "k", LEASE).await;
         let error = backend
-            .complete("k", token, b"12345", TTL)
+            .complete("k", token, &[b'x'; 21], TTL)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), BackendErrorKind::TooLarge);
-        for needle in ["5 bytes", "4 bytes", "MemoryBackend::max_output_bytes"] {
+        for needle in ["21 bytes", "20 bytes", "MemoryBackend::max_output_bytes"] {
             assert!(error.message().contains(needle), "{error}");
         }
         assert!(matches!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress { .. }
         ));
         assert_eq!(
-            backend.complete("k", token, b"1234", TTL).await.unwrap(),
+            backend
+                .complete("k", token, &[b'x'; 20], TTL)
+                .await
+                .unwrap(),
             CasOutcome::Applied
         );
     }
@@ -1077,7 +1154,10 @@ mod tests {
         let backend = MemoryBackend::with_max_entries(2);
         let a = acquire(&backend, "a", LEASE).await;
         acquire(&backend, "b", LEASE).await;
-        let error = backend.claim("c", &fp(1), LEASE).await.unwrap_err();
+        let error = backend
+            .claim("c", &fp(1), FencingToken::generate(), LEASE)
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), BackendErrorKind::Capacity);
         for needle in [
             "2 records are live claims",
@@ -1089,7 +1169,10 @@ mod tests {
         assert!(holds(&backend, "a") && holds(&backend, "b") && !holds(&backend, "c"));
         assert!(
             matches!(
-                backend.claim("a", &fp(1), LEASE).await.unwrap(),
+                backend
+                    .claim("a", &fp(1), FencingToken::generate(), LEASE)
+                    .await
+                    .unwrap(),
                 ClaimOutcome::InProgress { .. }
             ),
             "keys already held are still answered"
@@ -1125,7 +1208,10 @@ mod tests {
         assert!(!holds(&backend, "late"));
         assert!(present(&["claim", "new1", "new2", "new3"]));
 
-        let error = backend.claim("new4", &fp(1), LEASE).await.unwrap_err();
+        let error = backend
+            .claim("new4", &fp(1), FencingToken::generate(), LEASE)
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), BackendErrorKind::Capacity);
         assert!(present(&["claim", "new1", "new2", "new3"]));
         assert_bounded(&backend);
@@ -1189,7 +1275,10 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         holder.await.unwrap();
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"out".to_vec()
             }
@@ -1204,7 +1293,7 @@ mod tests {
             let backend = Arc::clone(&backend);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                backend.release_in_background("k", token);
+                crate::release_in_background(&*backend, "tests", "k", token);
             })
         };
         let start = Instant::now();
@@ -1236,7 +1325,10 @@ mod tests {
             "then the lease end"
         );
         assert!(matches!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
+            backend
+                .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                .await
+                .unwrap(),
             ClaimOutcome::Acquired {
                 took_over: true,
                 ..
@@ -1271,7 +1363,10 @@ mod tests {
                 let start = Arc::clone(&start);
                 tokio::spawn(async move {
                     start.wait().await;
-                    backend.claim("k", &fp(1), LEASE).await.unwrap()
+                    backend
+                        .claim("k", &fp(1), FencingToken::generate(), LEASE)
+                        .await
+                        .unwrap()
                 })
             })
             .collect();

@@ -5,12 +5,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::bounds::{IdempotentResult, StorableError};
-use crate::engine::{CacheErrors, ReleaseErrors};
-use crate::fingerprint::new_hasher;
+use crate::engine::{self, CacheErrors, Options, ReleaseErrors};
 use crate::private::HashInto;
+use crate::stored_key::Target;
 use crate::{default_backend, Backend, CodecError, Fingerprint};
 
 /// How long a completed result is kept when no `ttl` is given: 24 hours.
@@ -49,11 +49,8 @@ pub const DEFAULT_SCOPE: &str = "idempotent";
 /// ```
 #[derive(Clone, Debug)]
 pub struct Idempotency<B> {
-    pub(crate) backend: B,
-    pub(crate) scope: Cow<'static, str>,
-    pub(crate) ttl: Duration,
-    pub(crate) lease: Duration,
-    pub(crate) wait: Option<Duration>,
+    backend: B,
+    options: Options,
 }
 
 impl Idempotency<&'static dyn Backend> {
@@ -69,42 +66,64 @@ impl<B: Backend> Idempotency<B> {
     pub fn new(backend: B) -> Self {
         Self {
             backend,
-            scope: Cow::Borrowed(DEFAULT_SCOPE),
-            ttl: DEFAULT_TTL,
-            lease: DEFAULT_LEASE,
-            wait: None,
+            options: Options {
+                scope: Cow::Borrowed(DEFAULT_SCOPE),
+                ttl: DEFAULT_TTL,
+                lease: DEFAULT_LEASE,
+                wait: None,
+                require_key: false,
+            },
         }
     }
 
     /// The namespace of the stored keys. Keep it stable across deploys:
-    /// records are found by scope and key.
+    /// records are found by scope and key, and checked against the scope.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<Cow<'static, str>>) -> Self {
-        self.scope = scope.into();
+        self.options.scope = scope.into();
         self
     }
 
-    /// How long a completed result is kept and replayed.
+    /// How long a completed result is kept and replayed: from
+    /// [`MIN_DURATION`](crate::limits::MIN_DURATION) to
+    /// [`MAX_TTL`](crate::limits::MAX_TTL). A call with another ttl fails
+    /// with [`Error::InvalidConfig`](crate::Error::InvalidConfig) before
+    /// anything is claimed.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.options.ttl = ttl;
         self
     }
 
     /// How long a claim lives without renewal. The claim is renewed every
     /// `lease / 3` while the body runs, so the lease bounds how long a crashed
-    /// holder blocks its key, not how long a body may take.
+    /// holder blocks its key, not how long a body may take. From
+    /// [`MIN_DURATION`](crate::limits::MIN_DURATION) to
+    /// [`MAX_LEASE`](crate::limits::MAX_LEASE), checked as [`ttl`](Self::ttl) is.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.options.lease = lease;
         self
     }
 
     /// How long a duplicate waits for a running call's result before
-    /// [`Error::InProgress`](crate::Error::InProgress). Without it, a duplicate fails at once.
+    /// [`Error::InProgress`](crate::Error::InProgress). Without it, a
+    /// duplicate fails at once. From
+    /// [`MIN_DURATION`](crate::limits::MIN_DURATION) to
+    /// [`MAX_WAIT`](crate::limits::MAX_WAIT), checked as [`ttl`](Self::ttl) is.
     #[must_use]
     pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = Some(wait).filter(|wait| !wait.is_zero());
+        self.options.wait = Some(wait);
+        self
+    }
+
+    /// A key whose value is `None` (or unit) is an error,
+    /// [`Error::MissingKey`](crate::Error::MissingKey), and the body does
+    /// not run. Without it, such a call runs the body without a record, as
+    /// an HTTP request without an `Idempotency-Key` does.
+    #[must_use]
+    pub fn require_key(mut self) -> Self {
+        self.options.require_key = true;
         self
     }
 
@@ -116,11 +135,8 @@ impl<B: Backend> Idempotency<B> {
         K: Serialize + ?Sized,
         I: Serialize + ?Sized,
     {
-        let target = digest(|hasher| key.hash_into(hasher)).and_then(|key_digest| {
-            Ok(Target {
-                key: record_key(&self.scope, &key_digest),
-                fingerprint: Fingerprint::of(input)?,
-            })
+        let target = Target::new(&self.options.scope, Some(&key), |hasher| {
+            input.hash_into(hasher)
         });
         Call {
             config: self,
@@ -131,10 +147,7 @@ impl<B: Backend> Idempotency<B> {
     /// Like [`prepare`](Self::prepare), with the fingerprint of `input` as
     /// the key: the same arguments are the same call.
     pub fn prepare_unkeyed<I: Serialize + ?Sized>(self, input: &I) -> Call<B> {
-        let target = Fingerprint::of(input).map(|fingerprint| Target {
-            key: record_key(&self.scope, &fingerprint),
-            fingerprint,
-        });
+        let target = Target::new(&self.options.scope, None, |hasher| input.hash_into(hasher));
         Call {
             config: self,
             target,
@@ -157,19 +170,9 @@ impl<B: Backend> Idempotency<B> {
     /// erased, the key is optional.
     #[doc(hidden)]
     pub fn __prepare_args(self, key: Option<&dyn HashInto>, args: &[&dyn HashInto]) -> Call<B> {
-        let fingerprint = digest(|hasher| {
+        let target = Target::new(&self.options.scope, key, |hasher| {
             hasher.update((args.len() as u64).to_le_bytes());
             args.iter().try_for_each(|arg| arg.hash_into(hasher))
-        });
-        let target = fingerprint.and_then(|fingerprint| {
-            let key_digest = match key {
-                Some(key) => digest(|hasher| key.hash_into(hasher))?,
-                None => fingerprint,
-            };
-            Ok(Target {
-                key: record_key(&self.scope, &key_digest),
-                fingerprint,
-            })
         });
         Call {
             config: self,
@@ -178,45 +181,35 @@ impl<B: Backend> Idempotency<B> {
     }
 }
 
-fn digest(
-    feed: impl FnOnce(&mut Sha256) -> Result<(), CodecError>,
-) -> Result<Fingerprint, CodecError> {
-    let mut hasher = new_hasher();
-    feed(&mut hasher)?;
-    Ok(Fingerprint::from_bytes(hasher.finalize().into()))
-}
-
-/// `{scope}:{hex digest}`: bounded by the scope, whatever the key's size.
-fn record_key(scope: &str, digest: &Fingerprint) -> String {
-    let mut key = String::with_capacity(scope.len() + 65);
-    key.push_str(scope);
-    key.push(':');
-    digest.write_hex(&mut key);
-    key
-}
-
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub(crate) key: String,
-    pub(crate) fingerprint: Fingerprint,
-}
-
 /// One prepared idempotent call: its stored key and fingerprint are computed.
 #[derive(Debug)]
 #[must_use = "a prepared call does nothing until `run` is awaited"]
 pub struct Call<B> {
-    pub(crate) config: Idempotency<B>,
-    pub(crate) target: Result<Target, CodecError>,
+    config: Idempotency<B>,
+    target: Result<Target, CodecError>,
 }
 
 impl<B: Backend> Call<B> {
     /// The key under which the record is stored (`{scope}:{hex digest}`), or
-    /// `None` when the key or arguments could not be serialized.
+    /// `None` when there is no record: the key was `None`, or the key or
+    /// arguments could not be serialized.
     ///
     /// It is stable across processes and retries, so it also serves as the
     /// idempotency key to pass on to a downstream provider.
     pub fn stored_key(&self) -> Option<&str> {
-        self.target.as_ref().ok().map(|target| target.key.as_str())
+        match &self.target {
+            Ok(Target::Keyed { key, .. }) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The fingerprint the record is checked against (of the scope and the
+    /// arguments), when there is a record.
+    pub fn fingerprint(&self) -> Option<&Fingerprint> {
+        match &self.target {
+            Ok(Target::Keyed { fingerprint, .. }) => Some(fingerprint),
+            _ => None,
+        }
     }
 
     /// Runs `body` at most once for this key, following the decision table:
@@ -227,10 +220,16 @@ impl<B: Backend> Call<B> {
     ///   returned, the body does not run;
     /// - key running with the same arguments: wait for its result (up to
     ///   `wait`), else [`Error::InProgress`](crate::Error::InProgress);
-    /// - key used with other arguments: [`Error::PayloadMismatch`](crate::Error::PayloadMismatch).
+    /// - key used with other arguments: [`Error::PayloadMismatch`](crate::Error::PayloadMismatch);
+    /// - key `None`: the body runs without a record (or
+    ///   [`Error::MissingKey`](crate::Error::MissingKey) with
+    ///   [`require_key`](Idempotency::require_key)).
     ///
-    /// A panicking body or a dropped call releases the claim. Store failures
-    /// before the body runs fail closed with [`Error::Backend`](crate::Error::Backend).
+    /// A panicking body, or a call dropped before its body returned, releases
+    /// the claim, so a retry runs the body. A call dropped after its body
+    /// returned never releases it: the result is still stored, in the
+    /// background. Store failures before the body runs fail closed with
+    /// [`Error::Backend`](crate::Error::Backend).
     //
     // Not an `async fn`: returning the engine's future itself spares a
     // wrapping state machine and one move of the whole call per await.
@@ -240,7 +239,28 @@ impl<B: Backend> Call<B> {
         Fut: Future<Output = R>,
         R: IdempotentResult,
     {
-        self.execute::<_, _, _, ReleaseErrors>(body)
+        let Call { config, target } = self;
+        engine::execute::<_, _, _, _, ReleaseErrors>(config.backend, config.options, target, body)
+    }
+
+    /// Runs `work` at most once for this key in the committing mode: for a
+    /// store that writes the record in the same transaction as the body's
+    /// own writes (the Postgres store's transactional mode), so both commit
+    /// or neither does. `work` gets the record to write (`None` when the key
+    /// was `None`: no record) and says how it [`Settled`](crate::Settled).
+    ///
+    /// The engine claims, waits, replays and answers mismatches as for
+    /// [`run`](Self::run); while `work` runs it renews the claim, and stops
+    /// `work` (drops it, rolling its transaction back) when a renewal finds
+    /// the claim lost; whenever nothing was committed it releases the key.
+    pub fn run_committing<W, T, E>(self, work: W) -> impl Future<Output = Result<T, E>>
+    where
+        W: AsyncFnOnce(Option<crate::Commit<'_>>) -> crate::Settled<T, E>,
+        T: crate::StorableOutput,
+        E: crate::FromIdempotencyError,
+    {
+        let Call { config, target } = self;
+        engine::execute_committing(config.backend, config.options, target, work)
     }
 
     /// Like [`run`](Self::run), but an `Err` is stored and replayed too.
@@ -251,6 +271,7 @@ impl<B: Backend> Call<B> {
         R: IdempotentResult,
         R::Err: StorableError,
     {
-        self.execute::<_, _, _, CacheErrors>(body)
+        let Call { config, target } = self;
+        engine::execute::<_, _, _, _, CacheErrors>(config.backend, config.options, target, body)
     }
 }

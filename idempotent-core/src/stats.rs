@@ -36,6 +36,10 @@ pub(crate) static LEASES_LOST: Counter = Counter::new();
 pub(crate) static FENCED: Counter = Counter::new();
 pub(crate) static COMPLETE_RETRIES: Counter = Counter::new();
 pub(crate) static RESULTS_NOT_STORED: Counter = Counter::new();
+pub(crate) static KEYLESS: Counter = Counter::new();
+pub(crate) static MISSING_KEYS: Counter = Counter::new();
+pub(crate) static INVALID_CONFIGS: Counter = Counter::new();
+pub(crate) static COMMITS_UNKNOWN: Counter = Counter::new();
 
 /// A snapshot of the process-wide counters. Each only grows; rates come from
 /// the difference of two snapshots.
@@ -79,9 +83,20 @@ pub struct Stats {
     pub fenced: u64,
     /// Completions retried after a store failure.
     pub complete_retries: u64,
-    /// Bodies that ran but whose result could not be stored (store down past
-    /// the lease, result too large, result not serializable). Alert on it.
+    /// Bodies that ran but whose result could not be stored (store down until
+    /// the claim lapsed, result too large, result not serializable). Alert on it.
     pub results_not_stored: u64,
+    /// Calls whose key was `None`: run without a record, like an HTTP request
+    /// without an `Idempotency-Key`.
+    pub keyless: u64,
+    /// Calls refused with [`Error::MissingKey`](crate::Error::MissingKey)
+    /// (`require_key` and a `None` key).
+    pub missing_keys: u64,
+    /// Calls refused with [`Error::InvalidConfig`](crate::Error::InvalidConfig).
+    pub invalid_configs: u64,
+    /// Committing calls whose commit failed or did not answer
+    /// ([`Error::CommitUnknown`](crate::Error::CommitUnknown)).
+    pub commits_unknown: u64,
 }
 
 /// The current values of the process-wide counters.
@@ -110,5 +125,9 @@ pub fn stats() -> Stats {
         fenced: FENCED.get(),
         complete_retries: COMPLETE_RETRIES.get(),
         results_not_stored: RESULTS_NOT_STORED.get(),
+        keyless: KEYLESS.get(),
+        missing_keys: MISSING_KEYS.get(),
+        invalid_configs: INVALID_CONFIGS.get(),
+        commits_unknown: COMMITS_UNKNOWN.get(),
     }
 }

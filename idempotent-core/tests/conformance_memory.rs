@@ -49,3 +49,13 @@ fn a_fixture_with_a_guard_keeps_it_alive() {
         "the guard is dropped with the test"
     );
 }
+
+/// The smallest output limit still takes the not-stored marker.
+#[test]
+fn not_stored_marker_fits_the_smallest_limit() {
+    conformance::run("not_stored_marker_fits_the_smallest_limit", async {
+        let backend = MemoryBackend::new().max_output_bytes(0);
+        let limit = idempotent_core::limits::MIN_OUTPUT_LIMIT;
+        conformance::not_stored_marker_fits_the_smallest_limit(&backend, limit).await;
+    });
+}

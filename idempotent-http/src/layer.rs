@@ -169,7 +169,11 @@ impl IdempotencyLayer {
         self.with(|config| config.scope = scope)
     }
 
-    /// How long a stored response is replayed. Default: 24 hours.
+    /// How long a stored response is replayed. Default: 24 hours. Like
+    /// `lease` and `wait`, it must lie within the bounds of
+    /// [`idempotent_core::limits`]; with a value outside them every keyed
+    /// request is refused (500, `layer-misconfigured`) before anything is
+    /// claimed, and the error is logged.
     pub fn ttl(self, ttl: Duration) -> Self {
         self.with(|config| config.ttl = ttl)
     }
@@ -185,7 +189,7 @@ impl IdempotencyLayer {
     /// `wait` for its response (then replayed to it) instead of getting a 409
     /// at once. Default: no wait, as the draft describes.
     pub fn wait(self, wait: Duration) -> Self {
-        self.with(|config| config.wait = Some(wait).filter(|wait| !wait.is_zero()))
+        self.with(|config| config.wait = Some(wait))
     }
 
     /// The `Retry-After` sent with a 409 or 503 (rounded to whole seconds, at

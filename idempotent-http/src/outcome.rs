@@ -39,10 +39,13 @@ pub(crate) fn problem_for(error: &Error, config: &Config) -> Problem {
         Error::PayloadMismatch => Problem::KeyReused { header },
         // Fail closed: without the store the layer cannot know whether this
         // is a retry, so the handler must not run.
-        Error::Backend(_) => Problem::StoreUnavailable {
+        // `CommitUnknown`: effect and record committed together or not at
+        // all, so a retry is safe, as after an outage.
+        Error::Backend(_) | Error::CommitUnknown(_) => Problem::StoreUnavailable {
             retry_after: config.retry_after,
         },
         Error::ResultNotStored { .. } => Problem::ResponseNotStored { header },
+        Error::InvalidConfig { .. } => Problem::Misconfigured,
         // `Codec`, and variants added later: the record cannot be used, and
         // running the handler again in its place could repeat a side effect.
         _ => Problem::StoredResponseUnreadable,

@@ -52,6 +52,9 @@ pub(crate) enum Problem {
         header: String,
     },
     ResponseUnreadable,
+    /// The layer's own settings are invalid (a zero or huge ttl, lease or
+    /// wait): nothing was claimed, the request was not processed.
+    Misconfigured,
 }
 
 #[derive(Serialize)]
@@ -91,7 +94,8 @@ impl Problem {
             Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::StoredResponseUnreadable
             | Self::ResponseNotStored { .. }
-            | Self::ResponseUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::ResponseUnreadable
+            | Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -109,6 +113,7 @@ impl Problem {
             Self::StoredResponseUnreadable => "stored-response-unreadable",
             Self::ResponseNotStored { .. } => "response-not-stored",
             Self::ResponseUnreadable => "response-unreadable",
+            Self::Misconfigured => "layer-misconfigured",
         }
     }
 
@@ -128,6 +133,7 @@ impl Problem {
             Self::StoredResponseUnreadable => "Stored response cannot be read".to_owned(),
             Self::ResponseNotStored { .. } => "Earlier response was not stored".to_owned(),
             Self::ResponseUnreadable => "Response could not be read".to_owned(),
+            Self::Misconfigured => "Idempotency layer misconfigured".to_owned(),
         }
     }
 
@@ -170,6 +176,9 @@ impl Problem {
             Self::ResponseUnreadable => {
                 "The response body failed while it was being read.".to_owned()
             }
+            Self::Misconfigured => "The server's idempotency settings are invalid, so the \
+                 request was not processed."
+                .to_owned(),
         }
     }
 

@@ -105,3 +105,35 @@ async fn a_panicking_handler_releases_its_key() {
     assert_eq!(text(retry).await, "2");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+/// Bug 3 of issue 11, at the edge: a layer whose lease or ttl no store can
+/// honour refuses keyed requests before anything is claimed, instead of
+/// running the handler unprotected (a zero lease) or failing after it ran
+/// (a huge ttl).
+#[tokio::test]
+async fn invalid_durations_refuse_the_request_before_the_handler_runs() {
+    let settings: [fn(IdempotencyLayer) -> IdempotencyLayer; 4] = [
+        |layer| layer.lease(Duration::ZERO),
+        |layer| layer.ttl(Duration::MAX),
+        |layer| layer.wait(Duration::ZERO),
+        |layer| layer.lease(Duration::from_secs(400 * 24 * 3600)),
+    ];
+    for setting in settings {
+        let store = Arc::new(MemoryBackend::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let service = ServiceBuilder::new()
+            .layer(setting(IdempotencyLayer::new(Arc::clone(&store))))
+            .service(service_fn(move |_: Request<Body>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+            }));
+        let response = service.oneshot(request("k")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("layer-misconfigured"), "{body}");
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler did not run");
+        assert!(store.is_empty(), "nothing was claimed");
+    }
+}

@@ -1,6 +1,7 @@
 //! The `Backend` operations on Postgres: claim, complete, release, renew,
 //! each one statement from `sql.rs`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,16 +53,18 @@ impl Backend for PostgresBackend {
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         let fingerprint: &[u8] = fingerprint.as_bytes();
         let lease = millis(lease);
+        let token_arg = token_param(token);
         for _ in 0..STALE_RETRIES {
             let rows = self
                 .query(
                     "claim",
                     &self.statements.claim,
-                    &[&key, &fingerprint, &lease],
+                    &[&key, &fingerprint, &lease, &token_arg],
                 )
                 .await?;
             let returned = Returned::from_rows(&rows).map_err(|error| {
@@ -122,7 +125,8 @@ impl Backend for PostgresBackend {
         .await
     }
 
-    fn release_in_background(&self, key: &str, token: FencingToken) {
-        idempotent_core::spawn_release(self, key, token);
+    /// A clone: a shared handle on the same pool.
+    fn detached(&self) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(self.clone()))
     }
 }

@@ -52,13 +52,13 @@ impl Statements {
     }
 }
 
-/// `$1` key, `$2` fingerprint, `$3` lease (ms).
+/// `$1` key, `$2` fingerprint, `$3` lease (ms), `$4` token.
 ///
 /// The `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent,
-/// when its row expired (it counts as absent: `took_over` false), or when it
+/// when its row expired (it counts as absent: `took_over` false), when it
 /// is a claim with the same fingerprint whose lease ran out (a takeover:
-/// `took_over` true). The token comes from the column's identity sequence,
-/// so each claim of a table gets a new, larger one.
+/// `took_over` true), or when it is this very claim, sent again (the same
+/// token and fingerprint: `took_over` false). The token is the caller's.
 ///
 /// When the update's `WHERE` refuses, nothing is written and the statement
 /// instead returns the row found, read from the statement's snapshot. That
@@ -71,21 +71,21 @@ impl Statements {
 fn claim(t: &Table) -> String {
     format!(
         "WITH claimed AS (
-    INSERT INTO {t} AS r (key, fingerprint, state, lease_until, expires_at)
-    VALUES ($1, $2, 'running',
+    INSERT INTO {t} AS r (key, fingerprint, state, token, lease_until, expires_at)
+    VALUES ($1, $2, 'running', $4,
             statement_timestamp() + $3::bigint * interval '1 millisecond',
             statement_timestamp() + 2 * $3::bigint * interval '1 millisecond')
     ON CONFLICT (key) DO UPDATE
        SET fingerprint = excluded.fingerprint,
            state = 'running',
            token = excluded.token,
-           took_over = r.expires_at > statement_timestamp(),
+           took_over = r.expires_at > statement_timestamp() AND r.token <> excluded.token,
            lease_until = excluded.lease_until,
            output = NULL,
            expires_at = excluded.expires_at
      WHERE r.expires_at <= statement_timestamp()
         OR (r.state = 'running'
-            AND r.lease_until <= statement_timestamp()
+            AND (r.lease_until <= statement_timestamp() OR r.token = excluded.token)
             AND r.fingerprint = excluded.fingerprint)
     RETURNING r.token, r.took_over
 )

@@ -4,29 +4,15 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use idempotent_core::{
-    stored_result, Backend, BackendErrorKind, ClaimOutcome, CodecError, Error, FencingToken,
-    Fingerprint, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL,
-};
+use idempotent_core::{Error, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::time::Instant;
 use tokio_postgres::Transaction;
-use tracing::Instrument;
 
-use self::commit::Ended;
-use self::renewal::ClaimGuard;
 use crate::PostgresBackend;
 
 mod commit;
-mod renewal;
 
-/// First and largest pause between two looks at a key another call holds.
-const FIRST_WAIT_STEP: Duration = Duration::from_millis(2);
-const MAX_WAIT_STEP: Duration = Duration::from_millis(100);
-/// Attempts to release a claim after a failure, the first pause between them.
-const RELEASE_ATTEMPTS: u32 = 4;
-const FIRST_RELEASE_RETRY: Duration = Duration::from_millis(25);
 /// What the store's errors in a transactional call say.
 pub(crate) const CONTEXT: &str = "Postgres transactional call failed";
 
@@ -68,6 +54,7 @@ impl PostgresBackend {
             ttl: DEFAULT_TTL,
             lease: DEFAULT_LEASE,
             wait: None,
+            require_key: false,
         }
     }
 }
@@ -84,6 +71,7 @@ pub struct Transactional<'a> {
     ttl: Duration,
     lease: Duration,
     wait: Option<Duration>,
+    require_key: bool,
 }
 
 impl Transactional<'_> {
@@ -94,7 +82,9 @@ impl Transactional<'_> {
         self
     }
 
-    /// How long the result is kept and replayed (default 24 h).
+    /// How long the result is kept and replayed (default 24 h). Like `lease`
+    /// and `wait`, it must lie within `idempotent_core::limits`, or the call
+    /// fails with [`Error::InvalidConfig`] before anything is claimed.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -110,7 +100,15 @@ impl Transactional<'_> {
     /// How long a duplicate waits for a running call's result before
     /// [`Error::InProgress`] (default: no wait).
     pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = Some(wait).filter(|wait| !wait.is_zero());
+        self.wait = Some(wait);
+        self
+    }
+
+    /// A key whose value is `None` is [`Error::MissingKey`] (the body does
+    /// not run) instead of a call without a record, whose body's writes
+    /// commit on their own.
+    pub fn require_key(mut self) -> Self {
+        self.require_key = true;
         self
     }
 
@@ -120,7 +118,8 @@ impl Transactional<'_> {
     /// 1. The key is claimed in its own statement, committed at once, so
     ///    concurrent duplicates see it: they get [`Error::InProgress`] (or
     ///    wait, with [`wait`](Self::wait)), a replay, or
-    ///    [`Error::PayloadMismatch`], as in [`Idempotency::run`].
+    ///    [`Error::PayloadMismatch`], as in [`Idempotency::run`] — it is the
+    ///    same engine, with the same stats and tracing.
     /// 2. The body runs in a new `READ COMMITTED` transaction on a pooled
     ///    connection, while the claim is renewed on another.
     /// 3. On `Ok`, the same transaction turns the claim into the completed
@@ -143,9 +142,13 @@ impl Transactional<'_> {
     ///   other call's, and this call's writes never happened;
     /// - the result cannot be serialized, or exceeds the store's limit:
     ///   rolled back and released, [`Error::Codec`] or [`Error::Backend`];
-    /// - the commit fails: [`Error::Backend`]; whether it committed is then
-    ///   unknown, but effect and record are one: a retry either replays or
-    ///   runs the body again, never half of it.
+    /// - the commit fails or does not answer: [`Error::CommitUnknown`];
+    ///   whether it committed is unknown, but effect and record are one: a
+    ///   retry either replays or runs the body again, never half of it.
+    ///
+    /// A key whose value is `None` runs the body in a transaction of its own
+    /// without a record (or fails with [`Error::MissingKey`], see
+    /// [`require_key`](Self::require_key)).
     ///
     /// The transaction's isolation is `READ COMMITTED`: the record's row is
     /// renewed concurrently, outside it, which a `REPEATABLE READ` or
@@ -158,153 +161,20 @@ impl Transactional<'_> {
         E: From<Error>,
         F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
     {
-        let (key, fingerprint) = self.target(key, input)?;
-        let span = tracing::debug_span!(
-            "idempotent",
-            scope = %self.scope,
-            key = %key,
-            transactional = true
-        );
-        async {
-            let token = match self.acquire::<T>(&key, &fingerprint).await {
-                Ok(token) => token,
-                Err(answer) => return answer.map_err(E::from),
-            };
-            self.run_claimed(&key, token, body).await
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// The stored key and the fingerprint, exactly as the runtime derives
-    /// them, so both ways of calling share records.
-    fn target<K, I>(&self, key: &K, input: &I) -> Result<(String, Fingerprint), Error>
-    where
-        K: Serialize + ?Sized,
-        I: Serialize + ?Sized,
-    {
-        let fingerprint = Fingerprint::of(input).map_err(Error::Codec)?;
-        let call = Idempotency::new(self.backend)
+        let mut runtime = Idempotency::new(self.backend)
             .scope(self.scope.clone())
-            .prepare(key, input);
-        match call.stored_key() {
-            Some(stored) => Ok((stored.to_owned(), fingerprint)),
-            None => Err(Error::Codec(Fingerprint::of(key).err().unwrap_or_else(
-                || CodecError::new("the idempotency key cannot be serialized"),
-            ))),
+            .ttl(self.ttl)
+            .lease(self.lease);
+        if let Some(wait) = self.wait {
+            runtime = runtime.wait(wait);
         }
-    }
-
-    /// Claims the key. `Ok(token)`: this call runs the body. `Err(answer)`:
-    /// the call's answer without running it (a replay or an error).
-    async fn acquire<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        fingerprint: &Fingerprint,
-    ) -> Result<FencingToken, Result<T, Error>> {
-        let deadline = self.wait.map(|wait| Instant::now() + wait);
-        let mut step = FIRST_WAIT_STEP;
-        loop {
-            let outcome = self
-                .backend
-                .claim(key, fingerprint, self.lease)
-                .await
-                .map_err(|error| Err(Error::from(error)))?;
-            match outcome {
-                ClaimOutcome::Acquired { token, took_over } => {
-                    if took_over {
-                        tracing::warn!(
-                            "took over a claim whose lease expired (its holder crashed or \
-                             stalled; its transaction never committed); running the body"
-                        );
-                    }
-                    return Ok(token);
-                }
-                ClaimOutcome::Completed { output } => {
-                    tracing::debug!("replaying the stored result");
-                    return Err(stored_result::decode_ok(&output));
-                }
-                ClaimOutcome::Mismatch => return Err(Err(Error::PayloadMismatch)),
-                ClaimOutcome::InProgress { lease_remaining } => {
-                    let now = Instant::now();
-                    let Some(left) = deadline.filter(|&end| end > now).map(|end| end - now) else {
-                        return Err(Err(Error::InProgress));
-                    };
-                    // Look again no later than the holder's lease end, so a
-                    // crashed holder is taken over without waiting longer.
-                    let at_most = left.min(step).min(lease_remaining.max(FIRST_WAIT_STEP));
-                    self.backend
-                        .wait_for_change(key, at_most)
-                        .await
-                        .map_err(|error| Err(Error::from(error)))?;
-                    step = (step * 2).min(MAX_WAIT_STEP);
-                }
-            }
+        if self.require_key {
+            runtime = runtime.require_key();
         }
-    }
-
-    /// Runs the body in a transaction and commits it with the record; the
-    /// claim is released whenever nothing was committed.
-    async fn run_claimed<T, E, F>(&self, key: &str, token: FencingToken, body: F) -> Result<T, E>
-    where
-        T: Serialize,
-        E: From<Error>,
-        F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
-    {
-        let guard = ClaimGuard::new(self.backend, key, token);
-        let ended = self.transact(key, token, body).await;
-        let result = match ended {
-            Ended::Committed(value) => Ok(value),
-            Ended::Fenced => {
-                tracing::warn!(
-                    "this call's lease expired and another call took the key over: its \
-                     transaction was rolled back, the other call's result will stand"
-                );
-                Err(Error::InProgress.into())
-            }
-            Ended::BodyFailed(error) => {
-                self.release(key, token).await;
-                Err(error)
-            }
-            Ended::Failed(error) => {
-                // After a failed commit this is fenced if the commit did
-                // happen (the record is completed), and frees the key if not.
-                self.release(key, token).await;
-                Err(error.into())
-            }
-        };
-        guard.disarm();
-        result
-    }
-
-    /// Releases the claim after nothing was committed (or a commit whose
-    /// outcome is unknown: then it is fenced if the commit happened). Tried
-    /// a few times while the database is unreachable, so a broken
-    /// connection does not leave the key blocked for a whole lease.
-    async fn release(&self, key: &str, token: FencingToken) {
-        let mut delay = FIRST_RELEASE_RETRY;
-        for attempt in 1..=RELEASE_ATTEMPTS {
-            match self.backend.release(key, token).await {
-                Ok(outcome) => {
-                    tracing::debug!(?outcome, "released the claim");
-                    return;
-                }
-                Err(error)
-                    if error.kind() == BackendErrorKind::Unavailable
-                        && attempt < RELEASE_ATTEMPTS =>
-                {
-                    tracing::debug!(%error, attempt, "could not release the claim; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        %error,
-                        "could not release the claim; it expires with its lease"
-                    );
-                    return;
-                }
-            }
-        }
+        let backend = self.backend;
+        runtime
+            .prepare(key, input)
+            .run_committing(async |record| commit::transact(backend, record, body).await)
+            .await
     }
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotent_core::{Backend, CasOutcome, ClaimOutcome, Error, Fingerprint, Idempotency};
+use idempotent_core::{
+    Backend, CasOutcome, ClaimOutcome, Error, FencingToken, Fingerprint, Idempotency,
+};
 use idempotent_postgres::PostgresBackend;
 use support::TestDb;
 use tokio::sync::Barrier;
@@ -39,7 +41,10 @@ async fn race(backends: &[PostgresBackend], key: &str) -> Vec<ClaimOutcome> {
             let (start, key) = (Arc::clone(&start), key.to_owned());
             tokio::spawn(async move {
                 start.wait().await;
-                backend.claim(&key, &fp("a"), LONG).await.unwrap()
+                backend
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -88,7 +93,7 @@ async fn a_hundred_claims_from_ten_pools_have_one_winner_every_round() {
             .await
             .unwrap();
         let new = one_winner(&race(&backends, &key).await, true);
-        assert!(new.get() > token.get());
+        assert_ne!(new, token, "the takeover has its own token");
     }
 }
 
@@ -98,7 +103,11 @@ async fn a_stale_holder_is_fenced_on_every_connection() {
     let backends = pools(&db).await;
     let (stale, new_holder) = (&backends[0], &backends[1]);
     let client = db.client().await;
-    let old = match stale.claim("k", &fp("a"), LONG).await.unwrap() {
+    let old = match stale
+        .claim("k", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired { token, .. } => token,
         other => panic!("{other:?}"),
     };
@@ -109,7 +118,11 @@ async fn a_stale_holder_is_fenced_on_every_connection() {
         )
         .await
         .unwrap();
-    let new = match new_holder.claim("k", &fp("a"), LONG).await.unwrap() {
+    let new = match new_holder
+        .claim("k", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired {
             token,
             took_over: true,
@@ -134,7 +147,10 @@ async fn a_stale_holder_is_fenced_on_every_connection() {
     );
     for backend in &backends {
         assert_eq!(
-            backend.claim("k", &fp("a"), LONG).await.unwrap(),
+            backend
+                .claim("k", &fp("a"), FencingToken::generate(), LONG)
+                .await
+                .unwrap(),
             ClaimOutcome::Completed {
                 output: b"new".to_vec()
             }
@@ -204,8 +220,8 @@ async fn a_claim_that_waited_for_a_concurrent_claim_answers_with_it() {
     let cases = [
         (
             "inserted",
-            "INSERT INTO idempotent_records (key, fingerprint, state, lease_until, expires_at)
-             VALUES ($1, $2, 'running', now() + interval '1 minute', now() + interval '2 minutes')",
+            "INSERT INTO idempotent_records (key, fingerprint, state, token, lease_until, expires_at)
+             VALUES ($1, $2, 'running', 1, now() + interval '1 minute', now() + interval '2 minutes')",
         ),
         (
             "taken-over",
@@ -216,8 +232,8 @@ async fn a_claim_that_waited_for_a_concurrent_claim_answers_with_it() {
     ];
     observer
         .execute(
-            "INSERT INTO idempotent_records (key, fingerprint, state, lease_until, expires_at)
-             VALUES ('taken-over', $1, 'running', now() - interval '1 ms', now() + interval '1 minute')",
+            "INSERT INTO idempotent_records (key, fingerprint, state, token, lease_until, expires_at)
+             VALUES ('taken-over', $1, 'running', 1, now() - interval '1 ms', now() + interval '1 minute')",
             &[&fingerprint],
         )
         .await
@@ -233,7 +249,11 @@ async fn a_claim_that_waited_for_a_concurrent_claim_answers_with_it() {
         );
         let claim = {
             let backend = backend.clone();
-            tokio::spawn(async move { backend.claim(key, &fp("a"), LONG).await })
+            tokio::spawn(async move {
+                backend
+                    .claim(key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+            })
         };
         // The claim is blocked on the uncommitted row.
         loop {

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::{Backend, CasOutcome, ClaimOutcome, Fingerprint};
+use idempotent_core::{Backend, CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_postgres::tokio_postgres::Client;
 use idempotent_postgres::PostgresBackend;
 use support::TestDb;
@@ -22,9 +22,9 @@ fn fp(value: &str) -> Fingerprint {
 async fn add_expired(client: &Client, prefix: &str, count: i32) {
     client
         .execute(
-            "INSERT INTO idempotent_records (key, fingerprint, state, lease_until, output, expires_at)
+            "INSERT INTO idempotent_records (key, fingerprint, state, token, lease_until, output, expires_at)
              SELECT $1 || '-' || n, decode(repeat('ab', 32), 'hex'),
-                    CASE WHEN n % 2 = 0 THEN 'completed' ELSE 'running' END,
+                    CASE WHEN n % 2 = 0 THEN 'completed' ELSE 'running' END, n,
                     CASE WHEN n % 2 = 0 THEN NULL ELSE now() - interval '2 seconds' END,
                     CASE WHEN n % 2 = 0 THEN '\\x01'::bytea END,
                     now() - interval '1 second'
@@ -48,11 +48,19 @@ async fn count(client: &Client, pattern: &str) -> i64 {
 
 /// A live claim and a live completed record, which no purge may touch.
 async fn add_live(backend: &PostgresBackend) {
-    match backend.claim("live-claim", &fp("a"), LONG).await.unwrap() {
+    match backend
+        .claim("live-claim", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired { .. } => {}
         other => panic!("{other:?}"),
     }
-    let token = match backend.claim("live-done", &fp("a"), LONG).await.unwrap() {
+    let token = match backend
+        .claim("live-done", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired { token, .. } => token,
         other => panic!("{other:?}"),
     };
@@ -67,11 +75,17 @@ async fn add_live(backend: &PostgresBackend) {
 
 async fn assert_live_untouched(backend: &PostgresBackend) {
     assert!(matches!(
-        backend.claim("live-claim", &fp("a"), LONG).await.unwrap(),
+        backend
+            .claim("live-claim", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
         ClaimOutcome::InProgress { .. }
     ));
     assert_eq!(
-        backend.claim("live-done", &fp("a"), LONG).await.unwrap(),
+        backend
+            .claim("live-done", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
         ClaimOutcome::Completed {
             output: b"kept".to_vec()
         }
@@ -166,7 +180,11 @@ async fn a_revived_row_is_not_purged() {
     let client = db.client().await;
     add_expired(&client, "old", 2).await;
     // A claim reuses an expired row before the purge runs.
-    match backend.claim("old-1", &fp("a"), LONG).await.unwrap() {
+    match backend
+        .claim("old-1", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired {
             took_over: false, ..
         } => {}
@@ -174,7 +192,10 @@ async fn a_revived_row_is_not_purged() {
     }
     assert_eq!(backend.purge_expired(10).await.unwrap(), 1);
     assert!(matches!(
-        backend.claim("old-1", &fp("a"), LONG).await.unwrap(),
+        backend
+            .claim("old-1", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
         ClaimOutcome::InProgress { .. }
     ));
 }

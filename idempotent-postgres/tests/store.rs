@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotent_core::{
-    idempotent, Backend, BackendErrorKind, CasOutcome, ClaimOutcome, Error, Fingerprint,
+    idempotent, Backend, BackendErrorKind, CasOutcome, ClaimOutcome, Error, FencingToken,
+    Fingerprint,
 };
 use idempotent_postgres::deadpool_postgres::{Manager, Pool, Runtime};
 use idempotent_postgres::tokio_postgres::{self, NoTls};
@@ -25,7 +26,11 @@ fn fp(value: &str) -> Fingerprint {
 }
 
 async fn acquire(backend: &PostgresBackend, key: &str) -> idempotent_core::FencingToken {
-    match backend.claim(key, &fp("a"), LONG).await.unwrap() {
+    match backend
+        .claim(key, &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired { token, .. } => token,
         other => panic!("expected Acquired, got {other:?}"),
     }
@@ -103,7 +108,10 @@ async fn any_schema_and_table_name_works() {
         CasOutcome::Applied
     );
     assert_eq!(
-        backend.claim("k", &fp("a"), LONG).await.unwrap(),
+        backend
+            .claim("k", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
         ClaimOutcome::Completed {
             output: b"out".to_vec()
         }
@@ -162,8 +170,7 @@ async fn a_role_that_may_only_use_the_table_can_migrate_and_work() {
         .batch_execute(&format!(
             "CREATE ROLE \"{role}\" LOGIN;
              GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\";
-             GRANT SELECT, INSERT, UPDATE, DELETE ON {records} TO \"{role}\";
-             GRANT USAGE ON SEQUENCE \"{schema}\".idempotent_records_token_seq TO \"{role}\";",
+             GRANT SELECT, INSERT, UPDATE, DELETE ON {records} TO \"{role}\";",
             schema = db.schema()
         ))
         .await
@@ -197,7 +204,10 @@ async fn leases_and_expiry_follow_the_database_clock() {
     let backend = db.backend().await;
     let client = db.client().await;
     let lease = Duration::from_secs(10);
-    backend.claim("k", &fp("a"), lease).await.unwrap();
+    backend
+        .claim("k", &fp("a"), FencingToken::generate(), lease)
+        .await
+        .unwrap();
     let row = client
         .query_one(
             "SELECT extract(epoch FROM lease_until - now())::float8,
@@ -221,7 +231,11 @@ async fn leases_and_expiry_follow_the_database_clock() {
         )
         .await
         .unwrap();
-    match backend.claim("k", &fp("a"), lease).await.unwrap() {
+    match backend
+        .claim("k", &fp("a"), FencingToken::generate(), lease)
+        .await
+        .unwrap()
+    {
         ClaimOutcome::Acquired {
             took_over: true, ..
         } => {}
@@ -249,7 +263,11 @@ async fn an_expired_row_counts_as_absent_and_is_overwritten_in_place() {
         .unwrap();
     for key in ["completed", "claimed"] {
         // Another fingerprint: an expired record is no mismatch.
-        match backend.claim(key, &fp("b"), LONG).await.unwrap() {
+        match backend
+            .claim(key, &fp("b"), FencingToken::generate(), LONG)
+            .await
+            .unwrap()
+        {
             ClaimOutcome::Acquired {
                 took_over: false, ..
             } => {}
@@ -265,18 +283,22 @@ async fn an_expired_row_counts_as_absent_and_is_overwritten_in_place() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_grow_with_every_claim() {
+async fn each_claim_stores_its_callers_token() {
     let db = TestDb::new();
     let backend = db.backend().await;
     let client = db.client().await;
-    let mut last = 0;
-    for _ in 0..5 {
-        let token = match backend.claim("k", &fp("a"), LONG).await.unwrap() {
-            ClaimOutcome::Acquired { token, .. } => token.get(),
+    for value in [1, u64::MAX, 0x8000_0000_0000_0000, 42, 7] {
+        let token = FencingToken::new(value);
+        match backend.claim("k", &fp("a"), token, LONG).await.unwrap() {
+            ClaimOutcome::Acquired { token: echoed, .. } => assert_eq!(echoed, token),
             other => panic!("expected Acquired, got {other:?}"),
         };
-        assert!(token > last, "{token} after {last}");
-        last = token;
+        let stored: i64 = client
+            .query_one("SELECT token FROM idempotent_records WHERE key = 'k'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored.to_ne_bytes(), value.to_ne_bytes());
         client
             .execute(
                 "UPDATE idempotent_records SET lease_until = now() - interval '1 ms'",
@@ -298,7 +320,10 @@ async fn fails_closed_when_the_database_is_down() {
     acquire(&backend, "before").await;
     let url = server.url();
     drop(server);
-    let error = backend.claim("after", &fp("a"), LONG).await.unwrap_err();
+    let error = backend
+        .claim("after", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
     let error = PostgresBackend::connect(&url).await.unwrap_err();
     assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
@@ -315,7 +340,10 @@ async fn a_missing_table_says_to_migrate() {
         .await
         .unwrap()
         .with_schema(db.schema());
-    let error = backend.claim("k", &fp("a"), LONG).await.unwrap_err();
+    let error = backend
+        .claim("k", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("run PostgresBackend::migrate"),
         "{error}"

@@ -510,8 +510,9 @@ async fn a_connection_aborted_in_the_body_commits_nothing() {
 /// The connection is aborted at a gate after the body: in the completion
 /// statement (after the record's row was updated) or in `COMMIT`. Either way
 /// the effect and the record are both absent or both present (here: absent,
-/// the transaction never committed), the call fails with a store error, and
-/// a retry writes exactly once.
+/// the transaction never committed), the call fails with a store error (in
+/// `COMMIT`: `CommitUnknown`, the body having run), and a retry writes
+/// exactly once.
 async fn abort_at(point: Point) {
     let f = Fixture::new().await;
     let name = format!("{}-{point:?}", f.db.schema());
@@ -534,15 +535,19 @@ async fn abort_at(point: Point) {
     gate::terminate(gate.client(), pid).await;
     gate.open().await;
     let result = call.await.unwrap();
-    match &result {
-        Err(OrderError::Idempotency(Error::Backend(error))) => {
+    // Before the commit was sent nothing can have committed: a store error.
+    // In the commit, whether it committed is unknown to the caller (the
+    // database rolled it back here): `CommitUnknown`, whose retry is safe.
+    match (point, &result) {
+        (Point::Completion, Err(OrderError::Idempotency(Error::Backend(error))))
+        | (Point::Commit, Err(OrderError::Idempotency(Error::CommitUnknown(error)))) => {
             assert_eq!(
                 error.kind(),
                 BackendErrorKind::Unavailable,
                 "{point:?}: {error}"
             );
         }
-        other => panic!("{point:?}: expected a store error, got {other:?}"),
+        (_, other) => panic!("{point:?}: expected a store error, got {other:?}"),
     }
     let (effects, record) = (f.effects().await, f.record("orders").await);
     assert_eq!(effects, Vec::<String>::new(), "{point:?}");
@@ -566,4 +571,77 @@ async fn a_connection_aborted_in_the_completion_commits_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_aborted_in_the_commit_commits_nothing() {
     abort_at(Point::Commit).await;
+}
+
+/// Bug 3 of issue 11, in the transactional builder: a zero lease or a ttl
+/// no store can keep is refused before anything is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_durations_are_refused_before_the_body_runs() {
+    let f = Fixture::new().await;
+    let ran = AtomicUsize::new(0);
+    let calls: [fn(
+        idempotent_postgres::Transactional<'_>,
+    ) -> idempotent_postgres::Transactional<'_>; 3] = [
+        |call| call.lease(Duration::ZERO),
+        |call| call.ttl(Duration::MAX),
+        |call| call.wait(Duration::ZERO),
+    ];
+    for setting in calls {
+        let result: Result<String, OrderError> = setting(f.store.transactional().scope("orders"))
+            .run("k", "order", async |_tx| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok("placed".to_owned())
+            })
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(OrderError::Idempotency(Error::InvalidConfig { .. }))
+            ),
+            "{result:?}"
+        );
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(f.record("orders").await, None, "nothing was claimed");
+}
+
+/// A key whose value is `None` is no key, as an HTTP request without an
+/// `Idempotency-Key`: the body runs and its writes commit, without a record,
+/// each time; the engine counts it in `stats()` like any call (the
+/// transactional mode used to update no counter at all). With
+/// `require_key` it is refused and the body does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_none_key_runs_without_a_record_or_is_refused() {
+    let f = Fixture::new().await;
+    let before = idempotent_core::stats();
+    for note in ["first", "second"] {
+        let insert = f.insert(note);
+        let placed: Result<String, OrderError> = f
+            .store
+            .transactional()
+            .scope("orders")
+            .run(&None::<String>, "order", async |tx| {
+                tx.execute(insert.as_str(), &[]).await?;
+                Ok(note.to_owned())
+            })
+            .await;
+        assert_eq!(placed.unwrap(), note);
+    }
+    assert_eq!(f.effects().await, ["first", "second"], "each ran");
+    assert_eq!(f.record("orders").await, None, "no record");
+    // Only this test makes keyless calls in this binary.
+    assert_eq!(idempotent_core::stats().keyless - before.keyless, 2);
+
+    let refused: Result<String, OrderError> = f
+        .store
+        .transactional()
+        .scope("orders")
+        .require_key()
+        .run(&None::<String>, "order", async |_tx| Ok("ran".to_owned()))
+        .await;
+    assert!(
+        matches!(refused, Err(OrderError::Idempotency(Error::MissingKey))),
+        "{refused:?}"
+    );
+    assert_eq!(f.effects().await, ["first", "second"]);
 }

@@ -18,7 +18,6 @@ use crate::connection::{self, Connection};
 use crate::local_cache::{Cached, LocalCache};
 use crate::record::{self, Found};
 use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
-use crate::token::new_token;
 
 /// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
 pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
@@ -411,6 +410,7 @@ impl Backend for RedisBackend {
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         if let Some(cache) = &self.local_cache {
@@ -420,7 +420,6 @@ impl Backend for RedisBackend {
                 None => {}
             }
         }
-        let token = new_token();
         let lease_ms = millis(lease);
         let claim = record::claim(fingerprint, token, lease_ms);
         let sent_at = Instant::now();
@@ -431,7 +430,7 @@ impl Backend for RedisBackend {
                 token,
                 took_over: false,
             }),
-            Value::BulkString(found) => match record::read(found, fingerprint) {
+            Value::BulkString(found) => match record::read(found, fingerprint, token) {
                 Ok(Found::Completed(output)) => {
                     if let (Some(cache), Some(Ok(expires_in_ms))) =
                         (&self.local_cache, expires_in_ms.map(u64::try_from))
@@ -442,6 +441,12 @@ impl Backend for RedisBackend {
                     Ok(ClaimOutcome::Completed { output })
                 }
                 Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
+                // This claim, sent again (the transport retried it): the
+                // first one holds the key.
+                Ok(Found::Mine) => Ok(ClaimOutcome::Acquired {
+                    token,
+                    took_over: false,
+                }),
                 Ok(Found::InProgress) => {
                     let lease_arg = &claim[record::HEADER_LEN..];
                     self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
@@ -496,8 +501,10 @@ impl Backend for RedisBackend {
             .await
     }
 
-    fn release_in_background(&self, key: &str, token: FencingToken) {
-        idempotent_core::spawn_release(self, key, token);
+    /// A clone: a shared handle on the same connection, so a dropped
+    /// call's release is sent after its claim on that one connection.
+    fn detached(&self) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(self.clone()))
     }
 }
 

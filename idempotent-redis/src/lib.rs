@@ -84,6 +84,5 @@ mod connection;
 mod local_cache;
 mod record;
 mod scripts;
-mod token;
 
 pub use crate::backend::{RedisBackend, DEFAULT_KEY_PREFIX, DEFAULT_MAX_OUTPUT_BYTES};

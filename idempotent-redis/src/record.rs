@@ -68,13 +68,19 @@ pub(crate) enum Found {
     /// In progress with the same fingerprint: whether its lease is live is
     /// for the claim script to decide.
     InProgress,
+    /// In progress with the caller's own token: this very claim, sent again.
+    Mine,
     /// Another fingerprint, in any state.
     Mismatch,
 }
 
 /// Reads a record found at claim time; `Err` says why it is not a record
 /// this crate wrote.
-pub(crate) fn read(mut record: Vec<u8>, fingerprint: &Fingerprint) -> Result<Found, String> {
+pub(crate) fn read(
+    mut record: Vec<u8>,
+    fingerprint: &Fingerprint,
+    token: FencingToken,
+) -> Result<Found, String> {
     if record.len() < HEADER_LEN || !record.starts_with(&MAGIC[..MAGIC.len() - 1]) {
         return Err("the value at this key is not an idempotency record".to_owned());
     }
@@ -92,6 +98,9 @@ pub(crate) fn read(mut record: Vec<u8>, fingerprint: &Fingerprint) -> Result<Fou
         return Ok(Found::Mismatch);
     }
     if state == IN_PROGRESS {
+        if record[TOKEN_AT..HEADER_LEN] == token_hex(token) {
+            return Ok(Found::Mine);
+        }
         return Ok(Found::InProgress);
     }
     // Shifting the output down reuses the reply's buffer: no allocation.
@@ -102,6 +111,9 @@ pub(crate) fn read(mut record: Vec<u8>, fingerprint: &Fingerprint) -> Result<Fou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token of no claim in these tests.
+    const OTHER: FencingToken = FencingToken::new(0xdead);
 
     fn fingerprint(byte: u8) -> Fingerprint {
         Fingerprint::from_bytes([byte; 32])
@@ -139,11 +151,11 @@ mod tests {
     fn a_completed_record_gives_its_output() {
         let mine = fingerprint(1);
         assert_eq!(
-            read(completed(&mine, b"{\"ok\":1}"), &mine),
+            read(completed(&mine, b"{\"ok\":1}"), &mine, OTHER),
             Ok(Found::Completed(b"{\"ok\":1}".to_vec()))
         );
         assert_eq!(
-            read(completed(&mine, b""), &mine),
+            read(completed(&mine, b""), &mine, OTHER),
             Ok(Found::Completed(Vec::new()))
         );
     }
@@ -151,16 +163,21 @@ mod tests {
     #[test]
     fn another_fingerprint_is_a_mismatch_in_either_state() {
         let (mine, theirs) = (fingerprint(1), fingerprint(2));
-        assert_eq!(read(completed(&theirs, b"x"), &mine), Ok(Found::Mismatch));
+        assert_eq!(
+            read(completed(&theirs, b"x"), &mine, OTHER),
+            Ok(Found::Mismatch)
+        );
         let claimed = claim(&theirs, FencingToken::new(1), 10);
-        assert_eq!(read(claimed, &mine), Ok(Found::Mismatch));
+        assert_eq!(read(claimed, &mine, OTHER), Ok(Found::Mismatch));
     }
 
     #[test]
-    fn a_claim_in_progress_is_left_to_the_script() {
+    fn a_claim_in_progress_is_left_to_the_script_unless_it_is_mine() {
         let mine = fingerprint(1);
         let claimed = claim(&mine, FencingToken::new(1), 10);
-        assert_eq!(read(claimed, &mine), Ok(Found::InProgress));
+        assert_eq!(read(claimed.clone(), &mine, OTHER), Ok(Found::InProgress));
+        let sent_twice = read(claimed, &mine, FencingToken::new(1));
+        assert_eq!(sent_twice, Ok(Found::Mine));
     }
 
     #[test]
@@ -183,7 +200,7 @@ mod tests {
                 "unknown record state 'X'",
             ),
         ] {
-            let error = read(value, &mine).unwrap_err();
+            let error = read(value, &mine, OTHER).unwrap_err();
             assert!(error.contains(reason), "{error:?} should say {reason:?}");
         }
     }

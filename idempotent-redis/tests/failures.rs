@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use idempotent_core::{Backend, BackendErrorKind, Error, Idempotency};
+use idempotent_core::{Backend, BackendErrorKind, Error, FencingToken, Idempotency};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
 
@@ -98,7 +98,10 @@ async fn a_corrupt_value_at_a_record_key_is_an_error_and_the_body_does_not_run()
     // with `charge`'s own fingerprint, so that a planted record gets past the
     // fingerprint check and is read for its state, lease or output.
     let header = |state: &str| {
-        let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
+        let call = Idempotency::new(&store)
+            .scope("tests::failures")
+            .prepare("any", &1);
+        let fingerprint = *call.fingerprint().unwrap();
         [
             b"idem1".as_slice(),
             state.as_bytes(),
@@ -205,8 +208,10 @@ async fn completing_releasing_or_renewing_over_a_foreign_value_is_an_error() {
         ),
     ] {
         let _: redis::Value = server.query(redis::cmd("DEL").arg(store.record_key("k")));
-        let idempotent_core::ClaimOutcome::Acquired { token, .. } =
-            store.claim("k", &fingerprint, lease).await.unwrap()
+        let idempotent_core::ClaimOutcome::Acquired { token, .. } = store
+            .claim("k", &fingerprint, FencingToken::generate(), lease)
+            .await
+            .unwrap()
         else {
             panic!("the key is new");
         };
@@ -247,7 +252,7 @@ async fn every_key_written_expires_and_records_live_under_the_prefix() {
     let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
     let lease = Duration::from_secs(30);
     let claimed = store
-        .claim("in-progress", &fingerprint, lease)
+        .claim("in-progress", &fingerprint, FencingToken::generate(), lease)
         .await
         .unwrap();
     assert!(matches!(

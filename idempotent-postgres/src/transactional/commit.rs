@@ -1,83 +1,78 @@
 //! The transaction of a claimed call: the body, then the completion and the
-//! commit, and how each way it can end is reported.
+//! commit, and how each way it can end settles the call.
 
 use idempotent_core::{
-    BackendError, BackendErrorKind, CasOutcome, CodecError, Error, FencingToken,
+    stored_result, BackendError, BackendErrorKind, CasOutcome, CodecError, Commit, Error, Settled,
 };
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};
 
-use super::renewal::{run_renewing, Renewed};
-use super::{Transactional, CONTEXT};
+use super::CONTEXT;
 use crate::error;
 use crate::operations::{cas_outcome, token_param};
 use crate::sql::millis;
-use idempotent_core::stored_result;
+use crate::PostgresBackend;
 
-impl Transactional<'_> {
-    /// Gets a connection and runs [`in_transaction`](Self::in_transaction)
-    /// on it. A connection that failed is closed rather than pooled, so the
-    /// release that follows gets a working one.
-    pub(super) async fn transact<T, E, F>(
-        &self,
-        key: &str,
-        token: FencingToken,
-        body: F,
-    ) -> Ended<T, E>
-    where
-        T: Serialize,
-        F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
-    {
-        let limit = self.backend.operation_timeout();
-        let mut client = match tokio::time::timeout(limit, self.backend.pool.get()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(error)) => return Ended::Failed(Error::Backend(error::pool(error, CONTEXT))),
-            Err(_) => return Ended::Failed(Error::Backend(error::timeout(CONTEXT, limit))),
-        };
-        let (ended, healthy) = self.in_transaction(&mut client, key, token, body).await;
-        if !healthy {
-            drop(deadpool_postgres::Object::take(client));
-        }
-        ended
+/// Gets a connection and runs [`in_transaction`] on it. A connection that
+/// failed is closed rather than pooled, so the release that follows gets a
+/// working one.
+pub(super) async fn transact<T, E, F>(
+    backend: &PostgresBackend,
+    record: Option<Commit<'_>>,
+    body: F,
+) -> Settled<T, E>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
+{
+    let limit = backend.operation_timeout();
+    let mut client = match tokio::time::timeout(limit, backend.pool.get()).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(error)) => return failed(error::pool(error, CONTEXT)),
+        Err(_) => return failed(error::timeout(CONTEXT, limit)),
+    };
+    let (settled, healthy) = in_transaction(backend, &mut client, record, body).await;
+    if !healthy {
+        drop(deadpool_postgres::Object::take(client));
     }
+    settled
+}
 
-    /// Runs the body in a transaction on `client` and commits its writes
-    /// with the record; the flag says whether the connection still works.
-    async fn in_transaction<T, E, F>(
-        &self,
-        client: &mut deadpool_postgres::Object,
-        key: &str,
-        token: FencingToken,
-        body: F,
-    ) -> (Ended<T, E>, bool)
-    where
-        T: Serialize,
-        F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
+/// Runs the body in a transaction on `client` and commits its writes with
+/// the record (none for a call without a key); the flag says whether the
+/// connection still works.
+async fn in_transaction<T, E, F>(
+    backend: &PostgresBackend,
+    client: &mut deadpool_postgres::Object,
+    record: Option<Commit<'_>>,
+    body: F,
+) -> (Settled<T, E>, bool)
+where
+    T: Serialize,
+    F: AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
+{
+    let limit = backend.operation_timeout();
+    let transaction = match client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
     {
-        let limit = self.backend.operation_timeout();
-        let transaction = match client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-        {
-            Ok(transaction) => transaction,
-            Err(error) => return (failed(error::database(error, CONTEXT)), false),
-        };
+        Ok(transaction) => transaction,
+        Err(error) => return (failed(error::database(error, CONTEXT)), false),
+    };
 
-        let value =
-            match run_renewing(self.backend, key, token, self.lease, body(&transaction)).await {
-                Renewed::Finished(Ok(value)) => value,
-                Renewed::Finished(Err(error)) => {
-                    let healthy = rollback(transaction).await;
-                    return (Ended::BodyFailed(error), healthy);
-                }
-                Renewed::LeaseLost => {
-                    let healthy = rollback(transaction).await;
-                    return (Ended::Fenced, healthy);
-                }
-            };
+    // Renewal is the engine's: if it finds the claim lost, it drops this
+    // future, and the dropped transaction rolls back.
+    let value = match body(&transaction).await {
+        Ok(value) => value,
+        Err(error) => {
+            let healthy = rollback(transaction).await;
+            return (Settled::BodyFailed(error), healthy);
+        }
+    };
+    if let Some(record) = record {
         let output = match stored_result::encode_ok(&value) {
             Ok(output) => output,
             Err(error) => {
@@ -86,10 +81,10 @@ impl Transactional<'_> {
                     "the result failed to serialize; its transaction was rolled back",
                 )
                 .with_source(error);
-                return (Ended::Failed(Error::Codec(error)), healthy);
+                return (Settled::NotCommitted(Error::Codec(error)), healthy);
             }
         };
-        if let Err(error) = self.backend.check_output_size(&output) {
+        if let Err(error) = backend.check_output_size(&output) {
             let healthy = rollback(transaction).await;
             return (failed(error), healthy);
         }
@@ -100,13 +95,16 @@ impl Transactional<'_> {
         // completed record or, after a rollback, the claim).
         let complete = async {
             let statement = transaction
-                .prepare_cached(&self.backend.statements.complete)
+                .prepare_cached(&backend.statements.complete)
                 .await?;
+            let params = (
+                record.key(),
+                token_param(record.token()),
+                &output,
+                millis(record.ttl()),
+            );
             transaction
-                .execute(
-                    &statement,
-                    &[&key, &token_param(token), &output, &millis(self.ttl)],
-                )
+                .execute(&statement, &[&params.0, &params.1, params.2, &params.3])
                 .await
         };
         let completed = match tokio::time::timeout(limit, complete).await {
@@ -122,32 +120,14 @@ impl Transactional<'_> {
         };
         if completed == CasOutcome::Fenced {
             let healthy = rollback(transaction).await;
-            return (Ended::Fenced, healthy);
-        }
-        match tokio::time::timeout(limit, transaction.commit()).await {
-            Ok(Ok(())) => (Ended::Committed(value), true),
-            Ok(Err(error)) => (
-                failed(commit_unknown(error::database(error, CONTEXT))),
-                false,
-            ),
-            Err(_) => (
-                failed(commit_unknown(error::timeout(CONTEXT, limit))),
-                false,
-            ),
+            return (Settled::Fenced, healthy);
         }
     }
-}
-
-/// How a claimed call's transaction ended.
-pub(super) enum Ended<T, E> {
-    Committed(T),
-    /// The claim was taken over: rolled back, nothing to release.
-    Fenced,
-    /// The body returned `Err`: rolled back.
-    BodyFailed(E),
-    /// The store failed, or the result could not be stored: rolled back, or
-    /// a commit whose outcome is unknown.
-    Failed(Error),
+    match tokio::time::timeout(limit, transaction.commit()).await {
+        Ok(Ok(())) => (Settled::Committed(value), true),
+        Ok(Err(error)) => (Settled::Unknown(error::database(error, CONTEXT)), false),
+        Err(_) => (Settled::Unknown(error::timeout(CONTEXT, limit)), false),
+    }
 }
 
 /// Rolls back, best effort, and says whether the connection still works:
@@ -162,8 +142,8 @@ async fn rollback(transaction: deadpool_postgres::Transaction<'_>) -> bool {
     }
 }
 
-fn failed<T, E>(error: BackendError) -> Ended<T, E> {
-    Ended::Failed(Error::Backend(error))
+fn failed<T, E>(error: BackendError) -> Settled<T, E> {
+    Settled::NotCommitted(Error::Backend(error))
 }
 
 /// The completion statement failed. When the transaction was already
@@ -176,18 +156,11 @@ fn completion_failed(error: tokio_postgres::Error) -> BackendError {
     if aborted {
         return BackendError::new(
             BackendErrorKind::Other,
-            "the body returned Ok, but one of its statements had failed, which aborted its              transaction: nothing was committed and the key was released (return the              statement's error from the body instead of ignoring it)",
+            "the body returned Ok, but one of its statements had failed, which aborted its \
+             transaction: nothing was committed and the key was released (return the \
+             statement's error from the body instead of ignoring it)",
         )
         .with_source(error);
     }
     error::database(error, CONTEXT)
-}
-
-fn commit_unknown(error: BackendError) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::Unavailable,
-        "the commit failed or did not answer: it may or may not have happened, but the body's \
-         writes and the record commit together, so a retry either replays or runs the body again",
-    )
-    .with_source(error)
 }

@@ -1,0 +1,96 @@
+//! The durations an idempotent call accepts, checked before anything is
+//! claimed: a zero lease would let duplicates run at once, a ttl no store
+//! can keep would fail at the completion, after the body ran.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// The shortest ttl, lease or wait: 1 ms, the stores' resolution (Redis and
+/// Postgres count whole milliseconds).
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// The longest ttl: 10 years (3650 days).
+pub const MAX_TTL: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
+/// The longest lease: 1 day. The lease bounds how long a crashed holder
+/// blocks its key, not how long a body may run (renewal keeps a live one).
+pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest wait for a running duplicate: 1 day.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The smallest output limit a store may be configured with: 16 bytes. The
+/// marker of a body whose result could not be stored is shorter, so it fits
+/// whatever refused the result.
+pub const MIN_OUTPUT_LIMIT: usize = 16;
+
+/// Checks a `ttl`.
+pub fn check_ttl(ttl: Duration) -> Result<Duration, Error> {
+    check("ttl", ttl, MAX_TTL)
+}
+
+/// Checks a `lease`.
+pub fn check_lease(lease: Duration) -> Result<Duration, Error> {
+    check("lease", lease, MAX_LEASE)
+}
+
+/// Checks a `wait`.
+pub fn check_wait(wait: Duration) -> Result<Duration, Error> {
+    check("wait", wait, MAX_WAIT)
+}
+
+fn check(option: &str, value: Duration, max: Duration) -> Result<Duration, Error> {
+    if value < MIN_DURATION {
+        return Err(Error::InvalidConfig {
+            reason: format!("`{option}` must be at least {MIN_DURATION:?}, got {value:?}"),
+        });
+    }
+    if value > max {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "`{option}` must be at most {} ({max:?}), got {value:?}",
+                humanize(max)
+            ),
+        });
+    }
+    Ok(value)
+}
+
+fn humanize(duration: Duration) -> String {
+    const DAY: u64 = 24 * 60 * 60;
+    match duration.as_secs() {
+        secs if secs % (365 * DAY) == 0 && secs >= 365 * DAY => {
+            format!("{} years", secs / (365 * DAY))
+        }
+        secs if secs % DAY == 0 && secs >= DAY => format!("{} days", secs / DAY),
+        _ => format!("{duration:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_inclusive_and_named_in_the_error() {
+        assert!(check_ttl(MIN_DURATION).is_ok());
+        assert!(check_ttl(MAX_TTL).is_ok());
+        assert!(check_lease(MAX_LEASE).is_ok());
+        for (error, words) in [
+            (
+                check_ttl(Duration::ZERO),
+                "`ttl` must be at least 1ms, got 0ns",
+            ),
+            (
+                check_lease(Duration::from_micros(999)),
+                "`lease` must be at least",
+            ),
+            (
+                check_ttl(MAX_TTL + Duration::from_nanos(1)),
+                "at most 10 years",
+            ),
+            (check_wait(Duration::MAX), "`wait` must be at most 1 days"),
+        ] {
+            let error = error.unwrap_err().to_string();
+            assert!(error.contains(words), "{error}");
+        }
+    }
+}
