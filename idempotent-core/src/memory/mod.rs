@@ -1,6 +1,10 @@
 //! The in-process store: bounded, expiring, and the process default.
 
-use std::collections::{BTreeMap, HashMap};
+mod eviction;
+mod index;
+mod record;
+mod store;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,16 +14,16 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use self::eviction::{Evicted, EvictedKind};
+use self::index::Indices;
+use self::record::{deadline, Record, State};
+use self::store::Store;
 use crate::{
     Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
 };
 
 const DEFAULT_MAX_ENTRIES: usize = 100_000;
 const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-
-/// Stands in for "never" when a ttl or lease is too long to add to the clock
-/// (`Duration::MAX`), so huge values saturate instead of panicking.
-const FAR_FUTURE: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 
 /// An in-process [`Backend`]: records live in this process's memory, shared
 /// by every task and thread that uses the same `MemoryBackend`.
@@ -431,224 +435,6 @@ impl Backend for MemoryBackend {
     fn release_in_background(&self, key: &str, token: FencingToken) {
         let _ = self.release_now(key, token);
     }
-}
-
-/// `from + after`, saturating at a far future instead of overflowing.
-fn deadline(from: Instant, after: Duration) -> Instant {
-    from.checked_add(after)
-        .or_else(|| from.checked_add(FAR_FUTURE))
-        .unwrap_or(from)
-}
-
-/// When a claim whose lease ended at `lease_until` is forgotten: one more
-/// lease later (see the type's docs for why it is kept at all).
-fn forget_at(lease_until: Instant, lease: Duration) -> Instant {
-    deadline(lease_until, lease)
-}
-
-#[derive(Default)]
-struct Store {
-    records: HashMap<Arc<str>, Record>,
-    index: Indices,
-}
-
-/// Each ordered by when its records stop mattering, so expired records are
-/// found at the fronts, each in O(log n), instead of by scanning the map.
-///
-/// Keys are `(instant, token)`: tokens are unique per backend and a record
-/// keeps its claim's token once completed, so no two records share a key.
-/// After [`Store::purge`] at `now`, every record is in exactly one index:
-/// claims with `lease_until > now` in `live`, other claims in `stale`, and
-/// completed records in `completed`.
-#[derive(Default)]
-struct Indices {
-    /// Running claims, by `lease_until`.
-    live: BTreeMap<(Instant, u64), Arc<str>>,
-    /// Claims whose lease ran out, by when they are forgotten.
-    stale: BTreeMap<(Instant, u64), Arc<str>>,
-    /// Completed records, by `expires_at`.
-    completed: BTreeMap<(Instant, u64), Arc<str>>,
-}
-
-impl Indices {
-    fn insert(&mut self, record: &Record, now: Instant) {
-        let (index, at) = match &record.state {
-            State::Claimed { lease_until, .. } if *lease_until > now => {
-                (&mut self.live, *lease_until)
-            }
-            State::Claimed {
-                lease_until, lease, ..
-            } => (&mut self.stale, forget_at(*lease_until, *lease)),
-            State::Completed { expires_at, .. } => (&mut self.completed, *expires_at),
-        };
-        index.insert((at, record.token), Arc::clone(&record.key));
-    }
-
-    fn remove(&mut self, record: &Record) {
-        match &record.state {
-            // A claim may sit in either index depending on when the last purge
-            // ran; removing from both keeps this independent of that.
-            State::Claimed {
-                lease_until, lease, ..
-            } => {
-                self.live.remove(&(*lease_until, record.token));
-                self.stale
-                    .remove(&(forget_at(*lease_until, *lease), record.token));
-            }
-            State::Completed { expires_at, .. } => {
-                self.completed.remove(&(*expires_at, record.token));
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.live.len() + self.stale.len() + self.completed.len()
-    }
-}
-
-impl Store {
-    /// Drops every record expired at `now`, and moves claims whose lease ran
-    /// out to `stale`. Each record passes through here at most twice, so the
-    /// cost is amortised O(log n) per record.
-    fn purge(&mut self, now: Instant) {
-        while let Some(entry) = self.index.live.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, token), key) = entry.remove_entry();
-            if let Some(record) = self.records.get(&key).filter(|r| r.token == token) {
-                if let State::Claimed {
-                    lease_until, lease, ..
-                } = record.state
-                {
-                    self.index
-                        .stale
-                        .insert((forget_at(lease_until, lease), token), key);
-                }
-            }
-        }
-        drop_expired(&mut self.index.stale, &mut self.records, now);
-        drop_expired(&mut self.index.completed, &mut self.records, now);
-    }
-
-    /// The waiters' `Notify` of the live claim at `key`, and its lease left.
-    fn live_claim(&self, key: &str, now: Instant) -> Option<(Arc<Notify>, Duration)> {
-        match &self.records.get(key)?.state {
-            State::Claimed {
-                lease_until,
-                notify,
-                ..
-            } if *lease_until > now => Some((
-                Arc::clone(notify),
-                lease_until.saturating_duration_since(now),
-            )),
-            _ => None,
-        }
-    }
-
-    /// Makes room for one more record: evicts a claim whose lease ran out,
-    /// else the completed record that expires soonest. `Err` carries the
-    /// number of live claims when nothing may be evicted.
-    fn make_room(&mut self, max_entries: usize, now: Instant) -> Result<Option<Evicted>, usize> {
-        // Insertion always goes through here, so the store never holds more
-        // than `max_entries` and one eviction is always enough.
-        if self.records.len() < max_entries {
-            return Ok(None);
-        }
-        let (kind, entry) = if let Some(entry) = self.index.stale.pop_first() {
-            (EvictedKind::StaleClaim, entry)
-        } else if let Some(entry) = self.index.completed.pop_first() {
-            let ttl_left = entry.0 .0.saturating_duration_since(now);
-            (EvictedKind::Completed { ttl_left }, entry)
-        } else {
-            return Err(self.index.live.len());
-        };
-        let ((_, token), key) = entry;
-        let record = match self.records.get(&key) {
-            Some(record) if record.token == token => self.records.remove(&key),
-            _ => None,
-        };
-        Ok(Some(Evicted {
-            key,
-            kind,
-            _record: record,
-        }))
-    }
-}
-
-fn drop_expired(
-    index: &mut BTreeMap<(Instant, u64), Arc<str>>,
-    records: &mut HashMap<Arc<str>, Record>,
-    now: Instant,
-) {
-    while let Some(entry) = index.first_entry() {
-        if entry.key().0 > now {
-            break;
-        }
-        let ((_, token), key) = entry.remove_entry();
-        if records
-            .get(&key)
-            .is_some_and(|record| record.token == token)
-        {
-            records.remove(&key);
-        }
-    }
-}
-
-struct Record {
-    /// Shared with the index entries, so re-indexing never allocates.
-    key: Arc<str>,
-    fingerprint: Fingerprint,
-    /// The token of the claim that wrote the record, kept once completed.
-    token: u64,
-    state: State,
-}
-
-impl Record {
-    /// Whether the record is a claim holding `token`, its lease live or not:
-    /// a slow holder nobody took over may still finish its work.
-    fn held_by(&self, token: FencingToken) -> bool {
-        matches!(self.state, State::Claimed { .. }) && self.token == token.get()
-    }
-}
-
-enum State {
-    Claimed {
-        lease_until: Instant,
-        /// The lease last granted, which is also how long the claim is kept
-        /// once it runs out.
-        lease: Duration,
-        /// Wakes duplicates waiting in `wait_for_change` on complete and
-        /// release.
-        notify: Arc<Notify>,
-    },
-    Completed {
-        output: Vec<u8>,
-        expires_at: Instant,
-    },
-}
-
-impl State {
-    fn into_notify(self) -> Option<Arc<Notify>> {
-        match self {
-            State::Claimed { notify, .. } => Some(notify),
-            State::Completed { .. } => None,
-        }
-    }
-}
-
-/// A record evicted to make room, reported once the lock is released.
-struct Evicted {
-    key: Arc<str>,
-    kind: EvictedKind,
-    /// Dropped with this value, so a large output is freed outside the lock.
-    _record: Option<Record>,
-}
-
-enum EvictedKind {
-    StaleClaim,
-    Completed { ttl_left: Duration },
 }
 
 #[cfg(test)]
