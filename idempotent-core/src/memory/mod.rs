@@ -1,9 +1,13 @@
-//! The in-process store: bounded, expiring, and the process default.
+//! The in-process store: bounded in entries and bytes, expiring, failing
+//! closed when full, and the process default.
 
 mod eviction;
 mod index;
+mod limits;
 mod record;
 mod store;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,42 +18,86 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use self::eviction::{Evicted, EvictedKind};
-use self::index::Indices;
-use self::record::{deadline, Record, State};
+use self::eviction::Evicted;
+use self::limits::{Limits, DEFAULT_MAX_ENTRIES};
 use self::store::Store;
-use crate::{
-    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
-};
-
-const DEFAULT_MAX_ENTRIES: usize = 100_000;
-const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+use crate::{Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 
 /// An in-process [`Backend`]: records live in this process's memory, shared
-/// by every task and thread that uses the same `MemoryBackend`.
+/// by every task and thread that uses the same `MemoryBackend` or a clone of
+/// it.
 ///
 /// It is the process default (see [`set_default_backend`] to swap it for a
 /// shared store), and the store to use in tests. Records do not survive a
 /// restart and are not shared between processes.
 ///
+/// # Clones share the store
+///
+/// A `MemoryBackend` is a handle (an `Arc` inside, like `RedisBackend` and
+/// `PostgresBackend`): a clone reads and writes the same records, under the
+/// same bounds, so `backend = self.store.clone()` or a clone moved into a
+/// task is the same store, and cloning costs a reference count. The bounds
+/// belong to the store: a builder called on any clone changes them for all.
+/// Two calls of [`new`](Self::new) make two separate stores.
+///
+/// # Bounded, and failing closed when full
+///
 /// Memory stays bounded whatever the stream of keys:
 ///
 /// - at most [`with_max_entries`](Self::with_max_entries) records (100 000 by
-///   default). When a new key arrives and the store is full, the completed
-///   record closest to its expiry is evicted (a retry of that key runs the
-///   body again, and a warning is logged). A running call's claim is never
-///   evicted: when every record is a live claim, [`claim`](Backend::claim)
-///   fails with [`BackendErrorKind::Capacity`].
+///   default);
+/// - at most [`with_max_bytes`](Self::with_max_bytes) bytes for all records
+///   (128 MiB by default), counting for each its stored key, its output (a
+///   claim counts 256 bytes for the output it will store) and 384 bytes of
+///   overhead for its map and index entries;
 /// - at most [`max_output_bytes`](Self::max_output_bytes) per stored output
 ///   (1 MiB by default); larger outputs fail with
 ///   [`BackendErrorKind::TooLarge`].
-/// - expired records are dropped as later operations come by.
+///
+/// A full store never drops what promises something: a live claim (a call
+/// running its body) or an unexpired completed record (a result every retry
+/// must replay). To make room for a new key it drops only claims whose lease
+/// ran out; when that is not enough, [`claim`](Backend::claim) fails with
+/// [`BackendErrorKind::Capacity`] (the caller gets [`Error::Backend`], 503 at
+/// the HTTP edge, and the body does not run). Keys already stored are still
+/// answered. A store full of results refuses new keys until some expire, so
+/// size the bounds for the keys one `ttl` brings; [`evict_completed_when_full`]
+/// trades the guarantee for availability.
+///
+/// ```
+/// use idempotent_core::{BackendErrorKind, Error, Idempotency, MemoryBackend};
+///
+/// async fn charge(store: &MemoryBackend, order: &str) -> Result<String, Error> {
+///     Idempotency::new(store)
+///         .scope("shop::charge")
+///         .run(order, &(), || async { Ok(format!("charged {order}")) })
+///         .await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = MemoryBackend::with_max_entries(1);
+/// charge(&store, "order-1").await.unwrap();
+/// // Full: a new key fails closed, and its body does not run...
+/// let refused = charge(&store, "order-2").await;
+/// assert!(matches!(refused, Err(Error::Backend(e)) if e.kind() == BackendErrorKind::Capacity));
+/// // ...while the stored key still replays rather than run again.
+/// assert_eq!(charge(&store, "order-1").await.unwrap(), "charged order-1");
+/// # }
+/// ```
+///
+/// A completion whose output does not fit the byte budget fails with
+/// [`BackendErrorKind::TooLarge`]: the body already ran, so the runtime stores
+/// its small "not stored" marker instead (every claim holds room for one),
+/// and retries get [`Error::ResultNotStored`]; the body never runs again
+/// because the store was full.
+///
+/// Expired records are dropped as later operations come by.
 ///
 /// A claim whose lease ran out is kept for one more lease, so that the decision
 /// table can apply to it: a call with the same arguments takes it over, a call
 /// with other arguments gets [`ClaimOutcome::Mismatch`], and a holder that was
 /// merely slow (and not taken over) can still complete it. After that it is
-/// forgotten, and a full store drops such claims before any completed record.
+/// forgotten.
 ///
 /// Expiry follows [`tokio::time::Instant`], so tests can control it with
 /// `tokio::time::pause` and `advance`.
@@ -58,44 +106,88 @@ const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// use std::sync::Arc;
 /// use idempotent_core::{Backend, MemoryBackend};
 ///
-/// let store: Arc<dyn Backend> = Arc::new(
-///     MemoryBackend::with_max_entries(10_000).max_output_bytes(64 * 1024),
-/// );
-/// # let _ = store;
+/// let store = MemoryBackend::with_max_entries(10_000)
+///     .with_max_bytes(64 * 1024 * 1024)
+///     .max_output_bytes(64 * 1024);
+/// let shared: Arc<dyn Backend> = Arc::new(store.clone()); // the same records
+/// # let _ = shared;
 /// ```
 ///
 /// [`set_default_backend`]: crate::set_default_backend
+/// [`evict_completed_when_full`]: Self::evict_completed_when_full
+/// [`BackendErrorKind::TooLarge`]: crate::BackendErrorKind::TooLarge
+/// [`BackendErrorKind::Capacity`]: crate::BackendErrorKind::Capacity
+/// [`Error::Backend`]: crate::Error::Backend
+/// [`Error::ResultNotStored`]: crate::Error::ResultNotStored
+#[derive(Clone)]
 pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+/// What every clone of one `MemoryBackend` shares.
+struct Shared {
     store: Mutex<Store>,
-    /// Unique per backend rather than per key, so a stale holder's token can
+    /// Unique per store rather than per key, so a stale holder's token can
     /// never equal the token of whoever claimed the key after it.
     next_token: AtomicU64,
-    max_entries: usize,
-    max_output_bytes: usize,
+    limits: Limits,
 }
 
 impl MemoryBackend {
-    /// A store with the default bounds: 100 000 records, 1 MiB per output.
+    /// A store with the default bounds: 100 000 records, 128 MiB, 1 MiB per
+    /// output, failing closed when full.
     pub fn new() -> Self {
         Self::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 
     /// A store holding at most `max_entries` records (at least 1), with the
-    /// default output limit of 1 MiB.
+    /// default byte budget (128 MiB) and output limit (1 MiB).
     pub fn with_max_entries(max_entries: usize) -> Self {
         Self {
-            store: Mutex::new(Store::default()),
-            next_token: AtomicU64::new(1),
-            max_entries: max_entries.max(1),
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::default()),
+                next_token: AtomicU64::new(1),
+                limits: Limits::new(max_entries),
+            }),
         }
     }
 
-    /// Sets the largest output [`complete`](Backend::complete) accepts, in
-    /// bytes; larger ones fail with [`BackendErrorKind::TooLarge`].
+    /// Sets how many bytes all records may take together (128 MiB by
+    /// default): each record counts its stored key, its output (256 bytes
+    /// for a claim, room for the output it will store) and 384 bytes of
+    /// overhead. A claim of a new key that does not fit fails with
+    /// [`Capacity`](crate::BackendErrorKind::Capacity); a completion that does
+    /// not fit fails with [`TooLarge`](crate::BackendErrorKind::TooLarge)
+    /// (see the type's docs). Applies to every clone of this store.
     #[must_use]
-    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
-        self.max_output_bytes = bytes;
+    pub fn with_max_bytes(self, bytes: usize) -> Self {
+        self.shared.limits.set_max_bytes(bytes);
+        self
+    }
+
+    /// Sets the largest output [`complete`](Backend::complete) accepts, in
+    /// bytes; larger ones fail with
+    /// [`BackendErrorKind::TooLarge`](crate::BackendErrorKind::TooLarge).
+    /// Applies to every clone of this store.
+    #[must_use]
+    pub fn max_output_bytes(self, bytes: usize) -> Self {
+        self.shared.limits.set_max_output_bytes(bytes);
+        self
+    }
+
+    /// Lets a full store evict unexpired completed records, the soonest to
+    /// expire first, instead of failing a new key's claim with
+    /// [`Capacity`](crate::BackendErrorKind::Capacity). Off by default.
+    ///
+    /// **A retry of an evicted key may run the body again**: its result is
+    /// gone, so the store no longer knows the call ran. Turn it on only for
+    /// bodies that are safe to repeat, where availability matters more than
+    /// running once; each eviction logs a warning with the key and scope.
+    /// Live claims are never evicted, whatever this says. Applies to every
+    /// clone of this store.
+    #[must_use]
+    pub fn evict_completed_when_full(self, evict: bool) -> Self {
+        self.shared.limits.set_evict_completed(evict);
         self
     }
 
@@ -113,133 +205,51 @@ impl MemoryBackend {
         self.len() == 0
     }
 
+    /// The bytes the records are charged against
+    /// [`with_max_bytes`](Self::with_max_bytes), expired ones not counted.
+    pub fn used_bytes(&self) -> usize {
+        let mut store = self.lock();
+        store.purge(Instant::now());
+        store.tallies().total().bytes
+    }
+
     /// The store's lock. A panic while it was held cannot have left a record
     /// half-written (no code under the lock panics), so poisoning is ignored
     /// rather than turned into a panic of every later call.
     fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn new_token(&self) -> u64 {
         // The lock already orders claims; the counter only has to be unique.
-        self.next_token.fetch_add(1, Ordering::Relaxed)
+        self.shared.next_token.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// One claim with the caller's `token` (see `Store::claim` for a claim
+    /// that finds its own token).
     fn claim_now(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
+        token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        let mut evicted = None;
-        let decided = {
-            let mut guard = self.lock();
+        let bounds = self.shared.limits.get();
+        let claimed = {
+            let mut store = self.lock();
             let now = Instant::now();
-            guard.purge(now);
-            let Store { records, index } = &mut *guard;
-            match records.get_mut(key) {
-                Some(record) => Ok(self.claim_existing(record, index, fingerprint, lease, now)),
-                None => match guard.make_room(self.max_entries, now) {
-                    Err(live_claims) => Err(live_claims),
-                    Ok(victim) => {
-                        evicted = victim;
-                        let record = Record {
-                            key: Arc::from(key),
-                            fingerprint: *fingerprint,
-                            token: self.new_token(),
-                            state: State::Claimed {
-                                lease_until: deadline(now, lease),
-                                lease,
-                                notify: Arc::new(Notify::new()),
-                            },
-                        };
-                        let token = FencingToken::new(record.token);
-                        guard.index.insert(&record, now);
-                        guard.records.insert(Arc::clone(&record.key), record);
-                        Ok(ClaimOutcome::Acquired {
-                            token,
-                            took_over: false,
-                        })
-                    }
-                },
-            }
+            store.purge(now);
+            store.claim(key, fingerprint, token, lease, now, &bounds)
         };
-        // Logged, and the evicted output freed, outside the lock.
-        if let Some(evicted) = evicted {
-            self.report_eviction(&evicted);
-        }
-        decided.map_err(|live_claims| {
-            BackendError::new(
-                BackendErrorKind::Capacity,
-                format!(
-                    "the MemoryBackend is full: all {live_claims} records are live claims of \
-                     running calls (max_entries = {}), and a running call's claim is never \
-                     evicted; raise the bound with MemoryBackend::with_max_entries",
-                    self.max_entries
-                ),
-            )
-        })
-    }
-
-    fn claim_existing(
-        &self,
-        record: &mut Record,
-        index: &mut Indices,
-        fingerprint: &Fingerprint,
-        lease: Duration,
-        now: Instant,
-    ) -> ClaimOutcome {
-        if record.fingerprint != *fingerprint {
-            return ClaimOutcome::Mismatch;
-        }
-        let lease_until = match &record.state {
-            State::Completed { output, .. } => {
-                return ClaimOutcome::Completed {
-                    output: output.clone(),
-                }
+        match claimed {
+            Ok(claimed) => {
+                report(claimed.evicted);
+                Ok(claimed.outcome)
             }
-            State::Claimed { lease_until, .. } => *lease_until,
-        };
-        if lease_until > now {
-            return ClaimOutcome::InProgress {
-                lease_remaining: lease_until.saturating_duration_since(now),
-            };
-        }
-        index.remove(record);
-        record.token = self.new_token();
-        if let State::Claimed {
-            lease_until,
-            lease: current,
-            ..
-        } = &mut record.state
-        {
-            // The Notify is kept: duplicates already waiting on the crashed
-            // holder are then woken by whatever the new holder does.
-            *lease_until = deadline(now, lease);
-            *current = lease;
-        }
-        index.insert(record, now);
-        ClaimOutcome::Acquired {
-            token: FencingToken::new(record.token),
-            took_over: true,
-        }
-    }
-
-    fn report_eviction(&self, evicted: &Evicted) {
-        match evicted.kind {
-            EvictedKind::Completed { ttl_left } => tracing::warn!(
-                key = %evicted.key,
-                ?ttl_left,
-                max_entries = self.max_entries,
-                "the MemoryBackend is full, so a completed record was evicted before its ttl \
-                 ran out: a retry with that key will run the body again; raise the bound \
-                 with MemoryBackend::with_max_entries"
-            ),
-            EvictedKind::StaleClaim => tracing::debug!(
-                key = %evicted.key,
-                max_entries = self.max_entries,
-                "the MemoryBackend is full, so a claim whose lease had run out was dropped early"
-            ),
+            Err(full) => Err(full.into_claim_error()),
         }
     }
 
@@ -250,60 +260,36 @@ impl MemoryBackend {
         output: &[u8],
         ttl: Duration,
     ) -> Result<CasOutcome, BackendError> {
-        if output.len() > self.max_output_bytes {
+        let bounds = self.shared.limits.get();
+        if output.len() > bounds.max_output_bytes {
             return Err(BackendError::output_too_large(
                 output.len(),
-                self.max_output_bytes,
+                bounds.max_output_bytes,
                 "MemoryBackend::max_output_bytes",
             ));
         }
         // Copied before locking, so the lock is never held for a large copy.
+        let len = output.len();
         let output = output.to_vec();
-        let notify = {
-            let mut guard = self.lock();
+        let completed = {
+            let mut store = self.lock();
             let now = Instant::now();
-            guard.purge(now);
-            let Store { records, index } = &mut *guard;
-            let Some(record) = records.get_mut(key).filter(|record| record.held_by(token)) else {
-                // A retried complete of this very claim: already applied.
-                let completed_by_token = records.get(key).is_some_and(|record| {
-                    matches!(record.state, State::Completed { .. }) && record.token == token.get()
-                });
-                return Ok(if completed_by_token {
-                    CasOutcome::Applied
-                } else {
-                    CasOutcome::Fenced
-                });
-            };
-            index.remove(record);
-            let claim = std::mem::replace(
-                &mut record.state,
-                State::Completed {
-                    output,
-                    expires_at: deadline(now, ttl),
-                },
-            );
-            index.insert(record, now);
-            claim.into_notify()
+            store.purge(now);
+            store.complete(key, token, output, ttl, now, &bounds)
         };
-        if let Some(notify) = notify {
+        let completed = completed.map_err(|full| full.into_complete_error(len))?;
+        if let Some(notify) = completed.notify {
             notify.notify_waiters();
         }
-        Ok(CasOutcome::Applied)
+        report(completed.evicted);
+        Ok(completed.outcome)
     }
 
     fn release_now(&self, key: &str, token: FencingToken) -> CasOutcome {
         let released = {
-            let mut guard = self.lock();
-            guard.purge(Instant::now());
-            let Store { records, index } = &mut *guard;
-            match records.get(key) {
-                Some(record) if record.held_by(token) => {
-                    index.remove(record);
-                    records.remove(key)
-                }
-                _ => None,
-            }
+            let mut store = self.lock();
+            store.purge(Instant::now());
+            store.release(key, token)
         };
         match released {
             Some(record) => {
@@ -317,33 +303,17 @@ impl MemoryBackend {
     }
 
     fn renew_now(&self, key: &str, token: FencingToken, lease: Duration) -> CasOutcome {
-        let mut guard = self.lock();
+        let mut store = self.lock();
         let now = Instant::now();
-        guard.purge(now);
-        let Store { records, index } = &mut *guard;
-        let Some(record) = records.get_mut(key).filter(|record| record.held_by(token)) else {
-            return CasOutcome::Fenced;
-        };
-        index.remove(record);
-        if let State::Claimed {
-            lease_until,
-            lease: current,
-            ..
-        } = &mut record.state
-        {
-            *lease_until = deadline(now, lease);
-            *current = lease;
-        }
-        index.insert(record, now);
-        CasOutcome::Applied
+        store.purge(now);
+        store.renew(key, token, lease, now)
     }
+}
 
-    /// Records and index entries, which must stay equal in number: the index
-    /// is what bounds the memory, so a leak there would be unbounded.
-    #[cfg(test)]
-    fn index_len(&self) -> (usize, usize) {
-        let store = self.lock();
-        (store.records.len(), store.index.len())
+/// Logs what was evicted and frees it, outside the lock.
+fn report(evicted: Vec<Evicted>) {
+    for evicted in &evicted {
+        evicted.report();
     }
 }
 
@@ -355,20 +325,22 @@ impl Default for MemoryBackend {
 
 impl fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (claims, completed) = {
+        let tallies = {
             let mut store = self.lock();
             store.purge(Instant::now());
-            (
-                store.index.live.len() + store.index.stale.len(),
-                store.index.completed.len(),
-            )
+            store.tallies()
         };
+        let bounds = self.shared.limits.get();
+        let claims = tallies.live.entries + tallies.stale.entries;
         f.debug_struct("MemoryBackend")
-            .field("len", &(claims + completed))
+            .field("len", &tallies.total().entries)
             .field("claims", &claims)
-            .field("completed", &completed)
-            .field("max_entries", &self.max_entries)
-            .field("max_output_bytes", &self.max_output_bytes)
+            .field("completed", &tallies.completed.entries)
+            .field("used_bytes", &tallies.total().bytes)
+            .field("max_entries", &bounds.max_entries)
+            .field("max_bytes", &bounds.max_bytes)
+            .field("max_output_bytes", &bounds.max_output_bytes)
+            .field("evict_completed_when_full", &bounds.evict_completed)
             .finish()
     }
 }
@@ -381,7 +353,7 @@ impl Backend for MemoryBackend {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        self.claim_now(key, fingerprint, lease)
+        self.claim_now(key, fingerprint, FencingToken::new(self.new_token()), lease)
     }
 
     async fn complete(
@@ -413,10 +385,10 @@ impl Backend for MemoryBackend {
     async fn wait_for_change(&self, key: &str, at_most: Duration) -> Result<(), BackendError> {
         let notify: Arc<Notify>;
         let (notified, lease_remaining) = {
-            let mut guard = self.lock();
+            let mut store = self.lock();
             let now = Instant::now();
-            guard.purge(now);
-            let Some((live_notify, lease_remaining)) = guard.live_claim(key, now) else {
+            store.purge(now);
+            let Some((live_notify, lease_remaining)) = store.live_claim(key, now) else {
                 return Ok(());
             };
             notify = live_notify;
@@ -439,39 +411,11 @@ impl Backend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+    use super::test_support::*;
     use super::*;
-
-    const LEASE: Duration = Duration::from_secs(30);
-    const TTL: Duration = Duration::from_secs(3600);
-
-    fn fp(byte: u8) -> Fingerprint {
-        Fingerprint::from_bytes([byte; 32])
-    }
-
-    async fn acquire(backend: &MemoryBackend, key: &str, lease: Duration) -> FencingToken {
-        match backend.claim(key, &fp(1), lease).await.unwrap() {
-            ClaimOutcome::Acquired {
-                token,
-                took_over: false,
-            } => token,
-            other => panic!("expected a fresh claim of {key}, got {other:?}"),
-        }
-    }
-
-    fn holds(backend: &MemoryBackend, key: &str) -> bool {
-        backend.lock().records.contains_key(key)
-    }
-
-    /// Records and index entries agree, and the bound holds.
-    fn assert_bounded(backend: &MemoryBackend) {
-        let (records, indexed) = backend.index_len();
-        assert_eq!(records, indexed, "every record is indexed exactly once");
-        assert!(
-            records <= backend.max_entries,
-            "{records} > {}",
-            backend.max_entries
-        );
-    }
+    use crate::BackendErrorKind;
 
     #[test]
     fn is_send_sync_and_object_safe() {
@@ -483,477 +427,39 @@ mod tests {
     #[test]
     fn bounds_default_and_clamp() {
         let backend = MemoryBackend::default();
-        assert_eq!(backend.max_entries, 100_000);
-        assert_eq!(backend.max_output_bytes, 1024 * 1024);
-        assert_eq!(MemoryBackend::with_max_entries(0).max_entries, 1);
-        assert_eq!(MemoryBackend::new().max_output_bytes(7).max_output_bytes, 7);
-        assert!(backend.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn absent_key_is_acquired_with_any_fingerprint() {
-        let backend = MemoryBackend::new();
-        let first = acquire(&backend, "s:a", LEASE).await;
-        let outcome = backend.claim("s:b", &fp(2), LEASE).await.unwrap();
-        let ClaimOutcome::Acquired { token, took_over } = outcome else {
-            panic!("{outcome:?}");
-        };
-        assert!(!took_over);
-        assert_ne!(token, first, "tokens are unique per backend");
-        assert_eq!(first.get(), 1, "the counter starts at 1");
-        assert_eq!(backend.len(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn live_claim_is_in_progress_or_mismatch() {
-        let backend = MemoryBackend::new();
-        acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(Duration::from_secs(10)).await;
+        let bounds = backend.shared.limits.get();
         assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::InProgress {
-                lease_remaining: Duration::from_secs(20)
-            }
-        );
-        assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
-            ClaimOutcome::Mismatch
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_lease_is_taken_over_with_same_fingerprint() {
-        let backend = MemoryBackend::new();
-        let old = acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(LEASE).await;
-        let outcome = backend.claim("k", &fp(1), LEASE).await.unwrap();
-        let ClaimOutcome::Acquired {
-            token,
-            took_over: true,
-        } = outcome
-        else {
-            panic!("{outcome:?}");
-        };
-        assert_ne!(token, old);
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::InProgress {
-                lease_remaining: LEASE
-            }
-        );
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_lease_with_other_fingerprint_is_mismatch() {
-        let backend = MemoryBackend::new();
-        acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(LEASE + Duration::from_secs(1)).await;
-        assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
-            ClaimOutcome::Mismatch
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_claim_is_forgotten_one_lease_after_it_ran_out() {
-        let backend = MemoryBackend::new();
-        let old = acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(LEASE * 2).await;
-        assert!(backend.is_empty());
-        let outcome = backend.claim("k", &fp(2), LEASE).await.unwrap();
-        assert!(
-            matches!(
-                outcome,
-                ClaimOutcome::Acquired {
-                    took_over: false,
-                    ..
-                }
+            (
+                bounds.max_entries,
+                bounds.max_bytes,
+                bounds.max_output_bytes
             ),
-            "{outcome:?}"
+            (100_000, 128 * 1024 * 1024, 1024 * 1024)
         );
+        assert!(!bounds.evict_completed, "fails closed by default");
         assert_eq!(
-            backend.complete("k", old, b"late", TTL).await.unwrap(),
-            CasOutcome::Fenced
+            MemoryBackend::with_max_entries(0)
+                .shared
+                .limits
+                .get()
+                .max_entries,
+            1
         );
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn completed_is_replayed_or_mismatch() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
+        let set = MemoryBackend::new()
+            .max_output_bytes(7)
+            .with_max_bytes(9)
+            .evict_completed_when_full(true);
+        let bounds = set.shared.limits.get();
         assert_eq!(
-            backend.complete("k", token, b"out", TTL).await.unwrap(),
-            CasOutcome::Applied
-        );
-        tokio::time::advance(TTL - Duration::from_millis(1)).await;
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::Completed {
-                output: b"out".to_vec()
-            }
-        );
-        assert_eq!(
-            backend.claim("k", &fp(2), LEASE).await.unwrap(),
-            ClaimOutcome::Mismatch
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_completed_record_is_claimed_afresh() {
-        let backend = MemoryBackend::new();
-        for fingerprint in [fp(1), fp(2)] {
-            let token = acquire(&backend, "k", LEASE).await;
-            backend.complete("k", token, b"out", TTL).await.unwrap();
-            tokio::time::advance(TTL).await;
-            assert!(backend.is_empty());
-            let outcome = backend.claim("k", &fingerprint, LEASE).await.unwrap();
-            assert!(
-                matches!(
-                    outcome,
-                    ClaimOutcome::Acquired {
-                        took_over: false,
-                        ..
-                    }
-                ),
-                "{outcome:?}"
-            );
-            let ClaimOutcome::Acquired { token, .. } = outcome else {
-                unreachable!()
-            };
-            backend.release("k", token).await.unwrap();
-            assert_bounded(&backend);
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn zero_ttl_completes_into_nothing() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
-        backend
-            .complete("k", token, b"out", Duration::ZERO)
-            .await
-            .unwrap();
-        acquire(&backend, "k", LEASE).await;
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn huge_durations_saturate_instead_of_panicking() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", Duration::MAX).await;
-        assert_eq!(
-            backend.renew("k", token, Duration::MAX).await.unwrap(),
-            CasOutcome::Applied
-        );
-        backend
-            .complete("k", token, b"out", Duration::MAX)
-            .await
-            .unwrap();
-        tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::Completed {
-                output: b"out".to_vec()
-            }
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn release_lets_the_next_call_run() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
-        assert_eq!(
-            backend.release("k", token).await.unwrap(),
-            CasOutcome::Applied
-        );
-        assert!(backend.is_empty());
-        assert_bounded(&backend);
-        let outcome = backend.claim("k", &fp(2), LEASE).await.unwrap();
-        assert!(
-            matches!(
-                outcome,
-                ClaimOutcome::Acquired {
-                    took_over: false,
-                    ..
-                }
+            (
+                bounds.max_output_bytes,
+                bounds.max_bytes,
+                bounds.evict_completed
             ),
-            "{outcome:?}"
+            (7, 9, true)
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn release_in_background_releases_at_once() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
-        backend.release_in_background("k", token);
         assert!(backend.is_empty());
-        acquire(&backend, "k", LEASE).await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn renew_extends_the_lease_from_now() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(Duration::from_secs(20)).await;
-        assert_eq!(
-            backend.renew("k", token, LEASE).await.unwrap(),
-            CasOutcome::Applied
-        );
-        tokio::time::advance(Duration::from_secs(20)).await;
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::InProgress {
-                lease_remaining: Duration::from_secs(10)
-            }
-        );
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lapsed_holder_nobody_took_over_may_still_finish() {
-        let backend = MemoryBackend::new();
-        let lease = Duration::from_secs(10);
-        let token = acquire(&backend, "k", lease).await;
-        tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(
-            backend.renew("k", token, lease).await.unwrap(),
-            CasOutcome::Applied
-        );
-        assert_eq!(
-            backend.claim("k", &fp(1), lease).await.unwrap(),
-            ClaimOutcome::InProgress {
-                lease_remaining: lease
-            }
-        );
-        tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(
-            backend.complete("k", token, b"late", TTL).await.unwrap(),
-            CasOutcome::Applied
-        );
-        assert_eq!(
-            backend.claim("k", &fp(1), lease).await.unwrap(),
-            ClaimOutcome::Completed {
-                output: b"late".to_vec()
-            }
-        );
-        assert_bounded(&backend);
-
-        let token = acquire(&backend, "other", lease).await;
-        tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(
-            backend.release("other", token).await.unwrap(),
-            CasOutcome::Applied
-        );
-        assert!(!holds(&backend, "other"));
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stale_token_is_fenced_after_takeover_and_changes_nothing() {
-        let backend = MemoryBackend::new();
-        let old = acquire(&backend, "k", LEASE).await;
-        tokio::time::advance(LEASE).await;
-        let ClaimOutcome::Acquired { token: new, .. } =
-            backend.claim("k", &fp(1), LEASE).await.unwrap()
-        else {
-            panic!("expected a takeover");
-        };
-        tokio::time::advance(Duration::from_secs(5)).await;
-
-        assert_eq!(
-            backend.renew("k", old, LEASE).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.complete("k", old, b"stale", TTL).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(backend.release("k", old).await.unwrap(), CasOutcome::Fenced);
-        backend.release_in_background("k", old);
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::InProgress {
-                lease_remaining: Duration::from_secs(25)
-            },
-            "the new holder's lease is untouched"
-        );
-
-        assert_eq!(
-            backend.complete("k", new, b"new", TTL).await.unwrap(),
-            CasOutcome::Applied
-        );
-        assert_eq!(
-            backend.complete("k", old, b"stale", TTL).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.complete("k", new, b"again", TTL).await.unwrap(),
-            CasOutcome::Applied,
-            "a retried complete of the completing claim is told it applied"
-        );
-        assert_eq!(backend.release("k", new).await.unwrap(), CasOutcome::Fenced);
-        assert_eq!(
-            backend.renew("k", new, LEASE).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::Completed {
-                output: b"new".to_vec()
-            }
-        );
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unknown_key_or_token_is_fenced() {
-        let backend = MemoryBackend::new();
-        let token = acquire(&backend, "k", LEASE).await;
-        let wrong = FencingToken::new(token.get() + 100);
-        assert_eq!(
-            backend.complete("k", wrong, b"x", TTL).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.release("k", wrong).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.renew("k", wrong, LEASE).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.release("absent", token).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert_eq!(
-            backend.complete("absent", token, b"x", TTL).await.unwrap(),
-            CasOutcome::Fenced
-        );
-        assert!(!holds(&backend, "absent"));
-        assert_eq!(backend.len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn too_large_output_fails_and_keeps_the_claim() {
-        let backend = MemoryBackend::new().max_output_bytes(4);
-        let token = acquire(&backend, "k", LEASE).await;
-        let error = backend
-            .complete("k", token, b"12345", TTL)
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), BackendErrorKind::TooLarge);
-        for needle in ["5 bytes", "4 bytes", "MemoryBackend::max_output_bytes"] {
-            assert!(error.message().contains(needle), "{error}");
-        }
-        assert!(matches!(
-            backend.claim("k", &fp(1), LEASE).await.unwrap(),
-            ClaimOutcome::InProgress { .. }
-        ));
-        assert_eq!(
-            backend.complete("k", token, b"1234", TTL).await.unwrap(),
-            CasOutcome::Applied
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn full_of_live_claims_fails_with_capacity() {
-        let backend = MemoryBackend::with_max_entries(2);
-        let a = acquire(&backend, "a", LEASE).await;
-        acquire(&backend, "b", LEASE).await;
-        let error = backend.claim("c", &fp(1), LEASE).await.unwrap_err();
-        assert_eq!(error.kind(), BackendErrorKind::Capacity);
-        for needle in [
-            "2 records are live claims",
-            "max_entries = 2",
-            "with_max_entries",
-        ] {
-            assert!(error.message().contains(needle), "{error}");
-        }
-        assert!(holds(&backend, "a") && holds(&backend, "b") && !holds(&backend, "c"));
-        assert!(
-            matches!(
-                backend.claim("a", &fp(1), LEASE).await.unwrap(),
-                ClaimOutcome::InProgress { .. }
-            ),
-            "keys already held are still answered"
-        );
-        backend.release("a", a).await.unwrap();
-        acquire(&backend, "c", LEASE).await;
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn eviction_takes_the_soonest_expiring_completed_record_never_a_claim() {
-        let backend = MemoryBackend::with_max_entries(4);
-        acquire(&backend, "claim", Duration::from_secs(1)).await;
-        for (key, ttl) in [("late", 300), ("soon", 100), ("middle", 200)] {
-            let token = acquire(&backend, key, LEASE).await;
-            backend
-                .complete(key, token, b"out", Duration::from_secs(ttl))
-                .await
-                .unwrap();
-        }
-        // The claim's lease ends first of all, yet it is never the one evicted.
-        let present = |keys: &[&str]| keys.iter().all(|key| holds(&backend, key));
-
-        acquire(&backend, "new1", LEASE).await;
-        assert!(!holds(&backend, "soon"));
-        assert!(present(&["claim", "late", "middle", "new1"]));
-
-        acquire(&backend, "new2", LEASE).await;
-        assert!(!holds(&backend, "middle"));
-        assert!(present(&["claim", "late", "new1", "new2"]));
-
-        acquire(&backend, "new3", LEASE).await;
-        assert!(!holds(&backend, "late"));
-        assert!(present(&["claim", "new1", "new2", "new3"]));
-
-        let error = backend.claim("new4", &fp(1), LEASE).await.unwrap_err();
-        assert_eq!(error.kind(), BackendErrorKind::Capacity);
-        assert!(present(&["claim", "new1", "new2", "new3"]));
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn eviction_prefers_a_claim_whose_lease_ran_out() {
-        let backend = MemoryBackend::with_max_entries(2);
-        let token = acquire(&backend, "done", LEASE).await;
-        backend.complete("done", token, b"out", TTL).await.unwrap();
-        acquire(&backend, "crashed", Duration::from_secs(10)).await;
-        tokio::time::advance(Duration::from_secs(15)).await;
-        acquire(&backend, "new", LEASE).await;
-        assert!(!holds(&backend, "crashed"));
-        assert!(holds(&backend, "done") && holds(&backend, "new"));
-        assert_bounded(&backend);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stream_of_distinct_keys_stays_bounded() {
-        let max = 16;
-        let backend = MemoryBackend::with_max_entries(max);
-        // Short ttls expire while the stream runs; long ones force eviction.
-        for (round, ttl) in [Duration::from_millis(50), TTL].into_iter().enumerate() {
-            for i in 0..10 * max {
-                let key = format!("s:{round}:{i}");
-                let token = acquire(&backend, &key, LEASE).await;
-                backend.complete(&key, token, b"out", ttl).await.unwrap();
-                tokio::time::advance(Duration::from_millis(10)).await;
-                assert!(backend.len() <= max);
-                assert_bounded(&backend);
-            }
-        }
-        // Claims abandoned by crashed holders expire and make room as well.
-        for i in 0..10 * max {
-            acquire(&backend, &format!("crash:{i}"), Duration::from_millis(50)).await;
-            tokio::time::advance(Duration::from_millis(10)).await;
-            assert_bounded(&backend);
-        }
-        tokio::time::advance(TTL).await;
-        assert!(backend.is_empty());
-        assert_eq!(backend.index_len(), (0, 0));
+        assert_eq!(backend.used_bytes(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1088,8 +594,12 @@ mod tests {
         let debug = format!("{backend:?}");
         assert_eq!(
             debug,
-            "MemoryBackend { len: 2, claims: 1, completed: 1, max_entries: 10, \
-             max_output_bytes: 100 }"
+            format!(
+                "MemoryBackend {{ len: 2, claims: 1, completed: 1, used_bytes: {}, \
+                 max_entries: 10, max_bytes: 134217728, max_output_bytes: 100, \
+                 evict_completed_when_full: false }}",
+                backend.used_bytes()
+            )
         );
     }
 
@@ -1100,17 +610,125 @@ mod tests {
         std::thread::scope(|scope| {
             let panicked = scope
                 .spawn(|| {
-                    let _guard = backend.store.lock();
+                    let _guard = backend.shared.store.lock();
                     panic!("poisoning the lock on purpose");
                 })
                 .join();
             assert!(panicked.is_err());
         });
-        assert!(backend.store.is_poisoned());
+        assert!(backend.shared.store.is_poisoned());
         assert_eq!(
             backend.complete("k", token, b"out", TTL).await.unwrap(),
             CasOutcome::Applied
         );
         assert_eq!(backend.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_the_records_and_the_bounds() {
+        let backend = MemoryBackend::with_max_entries(2);
+        let clone = backend.clone();
+        let token = acquire(&backend, "k", LEASE).await;
+        assert!(matches!(
+            clone.claim("k", &fp(1), LEASE).await.unwrap(),
+            ClaimOutcome::InProgress { .. }
+        ));
+        assert_eq!(
+            clone.complete("k", token, b"out", TTL).await.unwrap(),
+            CasOutcome::Applied,
+            "a clone completes the original's claim"
+        );
+        assert!(replays(&backend, "k", b"out").await);
+        let clone = clone.with_max_bytes(12_345).evict_completed_when_full(true);
+        assert_eq!(backend.shared.limits.get().max_bytes, 12_345);
+        assert!(backend.shared.limits.get().evict_completed);
+        acquire(&clone, "other", LEASE).await;
+        assert_eq!((backend.len(), clone.len()), (2, 2));
+        assert_eq!(
+            acquire(&MemoryBackend::new(), "k", LEASE).await.get(),
+            1,
+            "a new store is a store of its own"
+        );
+        // Owned handles for tasks, as a `&self.store` clone gives.
+        let task = tokio::spawn({
+            let backend = backend.clone();
+            async move { backend.len() }
+        });
+        assert_eq!(task.await.unwrap(), 2);
+    }
+
+    /// Counts the runs of a body run through the runtime on `store`.
+    async fn run_counted(
+        store: &MemoryBackend,
+        key: &str,
+        output_len: usize,
+        runs: &AtomicUsize,
+    ) -> Result<usize, crate::Error> {
+        crate::Idempotency::new(store)
+            .scope("tests::memory")
+            .run(key, &1, || async {
+                runs.fetch_add(1, AtomicOrdering::SeqCst);
+                Ok::<_, crate::Error>("x".repeat(output_len))
+            })
+            .await
+            .map(|output| output.len())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_keys_cannot_make_a_completed_call_run_again() {
+        let store = MemoryBackend::with_max_entries(1);
+        let runs = AtomicUsize::new(0);
+        assert_eq!(run_counted(&store, "charge", 10, &runs).await.unwrap(), 10);
+        // A client that controls keys floods the store with new ones.
+        for attacker in ["a", "b", "c"] {
+            let refused = run_counted(&store, attacker, 10, &runs).await;
+            assert!(
+                matches!(&refused, Err(crate::Error::Backend(e)) if e.kind() == BackendErrorKind::Capacity),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(run_counted(&store, "charge", 10, &runs).await.unwrap(), 10);
+        assert_eq!(
+            runs.load(AtomicOrdering::SeqCst),
+            1,
+            "replayed, never run again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_result_beyond_the_byte_budget_is_not_stored_and_never_run_again() {
+        // Room for the claims, and for results far smaller than this one.
+        let store = MemoryBackend::new().with_max_bytes(4096);
+        let runs = AtomicUsize::new(0);
+        assert_eq!(
+            run_counted(&store, "big", 8000, &runs).await.unwrap(),
+            8000,
+            "the caller gets its own result"
+        );
+        for _ in 0..3 {
+            let retry = run_counted(&store, "big", 8000, &runs).await;
+            match retry {
+                Err(crate::Error::ResultNotStored { reason }) => {
+                    assert!(reason.contains("max_bytes = 4096"), "{reason}")
+                }
+                other => panic!("expected ResultNotStored, got {other:?}"),
+            }
+        }
+        assert_eq!(runs.load(AtomicOrdering::SeqCst), 1);
+        assert_bounded(&store);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opted_in_eviction_lets_a_retry_of_an_evicted_key_run_again() {
+        let store = MemoryBackend::with_max_entries(1).evict_completed_when_full(true);
+        let runs = AtomicUsize::new(0);
+        run_counted(&store, "first", 10, &runs).await.unwrap();
+        run_counted(&store, "second", 10, &runs).await.unwrap();
+        run_counted(&store, "first", 10, &runs).await.unwrap();
+        assert_eq!(
+            runs.load(AtomicOrdering::SeqCst),
+            3,
+            "the documented price of evict_completed_when_full"
+        );
     }
 }
