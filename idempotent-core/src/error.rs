@@ -83,7 +83,8 @@ pub enum Error {
 pub enum BackendErrorKind {
     /// The store could not be reached or did not answer in time.
     Unavailable,
-    /// The store is full (for example a `MemoryBackend` full of live claims).
+    /// The store is full (for example a `MemoryBackend` whose bounds are taken
+    /// by running calls and unexpired results, which it never evicts).
     Capacity,
     /// The value to store is larger than the store accepts.
     TooLarge,
