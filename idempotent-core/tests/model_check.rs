@@ -24,7 +24,10 @@ use std::fmt::Write as _;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use support::exec;
-use support::schedule::{schedules, Checks, Profile, Schedule, Store};
+use support::schedule::{
+    schedules, BodyEnd, BodyPlan, CallPlan, Checks, Effect, Fault, Op, Profile, Schedule, Step,
+    Store,
+};
 
 /// The seed of the ordinary run: fixed, so a red build is red for everyone.
 const DEFAULT_SEED: u64 = 11;
@@ -162,6 +165,135 @@ fn soak() {
     }
 }
 
+// What the checker found, shrunk and kept as fixed schedules: each fails
+// alone, with its timeline, until its bug is fixed.
+
+/// Bug 1 of issue 11 (seed 11, schedule 81): storing the result fails once,
+/// the engine waits to retry, the caller gives up meanwhile, the claim guard
+/// releases the claim, and the next call runs the body a second time.
+#[test]
+fn found_a_call_dropped_while_its_result_is_retried_lets_the_body_run_again() {
+    replay(
+        "found_a_call_dropped_while_its_result_is_retried_lets_the_body_run_again",
+        SAFETY,
+        &schedule(vec![
+            fault(Op::Complete, Effect::Fail),
+            call(0, BodyEnd::Ok, Some(1)),
+        ]),
+    );
+}
+
+/// Bug 1 again, with the completion in flight rather than failed: the guard
+/// releases the claim before the completion lands, which is then fenced.
+#[test]
+fn found_a_call_dropped_while_its_result_is_in_flight_lets_the_body_run_again() {
+    replay(
+        "found_a_call_dropped_while_its_result_is_in_flight_lets_the_body_run_again",
+        SAFETY,
+        &schedule(vec![
+            fault(Op::Complete, Effect::Delay(30)),
+            call(0, BodyEnd::Ok, Some(1)),
+        ]),
+    );
+}
+
+/// Bug 2 of issue 11 (seed 11, schedule 84): the caller gives up while its
+/// claim is on the way; the store applies it anyway and nobody releases it.
+#[test]
+fn found_a_call_dropped_during_its_claim_leaves_the_key_claimed() {
+    replay(
+        "found_a_call_dropped_during_its_claim_leaves_the_key_claimed",
+        DROPPED_CALLS,
+        &schedule(vec![
+            fault(Op::Claim, Effect::Delay(20)),
+            call(0, BodyEnd::Ok, Some(1)),
+        ]),
+    );
+}
+
+/// Seed 11, schedule 19: the store applies a claim but its answer is lost;
+/// the call fails closed and leaves the claim behind for a lease.
+#[test]
+fn found_a_claim_whose_answer_was_lost_leaves_the_key_claimed() {
+    replay(
+        "found_a_claim_whose_answer_was_lost_leaves_the_key_claimed",
+        FAILED_CLAIMS,
+        &schedule(vec![
+            fault(Op::Claim, Effect::LoseReply),
+            call(0, BodyEnd::Ok, None),
+        ]),
+    );
+}
+
+/// Bug 4 of issue 11 (seed 11, schedule 3): a full `MemoryBackend` evicts
+/// an unexpired completed record, and the next call with its key runs again.
+#[test]
+fn found_a_full_store_evicts_a_result_and_the_body_runs_again() {
+    let mut schedule = schedule(vec![
+        call(0, BodyEnd::Ok, None),
+        call(1, BodyEnd::Ok, None),
+        call(2, BodyEnd::Ok, None),
+    ]);
+    schedule.store = FULL_STORE.store;
+    replay(
+        "found_a_full_store_evicts_a_result_and_the_body_runs_again",
+        FULL_STORE,
+        &schedule,
+    );
+}
+
+/// Bug 5 of issue 11 (seed 11, schedule 1): the store refuses the result as
+/// too large, refuses the "not stored" marker too (its reason text does not
+/// fit either), the claim runs out, and the next call runs the body again.
+#[test]
+fn found_a_result_too_large_for_the_store_lets_the_body_run_again() {
+    let mut schedule = schedule(vec![call(0, BodyEnd::Ok, None)]);
+    schedule.store = SMALL_OUTPUTS.store;
+    if let Step::Call(plan) = &mut schedule.steps[0] {
+        plan.body.big = true;
+    }
+    replay(
+        "found_a_result_too_large_for_the_store_lets_the_body_run_again",
+        SMALL_OUTPUTS,
+        &schedule,
+    );
+}
+
+fn schedule(steps: Vec<Step>) -> Schedule {
+    Schedule {
+        lease_ms: 100,
+        ttl_ms: 24 * 3_600_000,
+        store: DEFAULT_STORE,
+        steps,
+    }
+}
+
+/// A call on `key` whose body returns at once, dropped `cancel_after_ms`
+/// after it starts.
+fn call(key: u8, ends: BodyEnd, cancel_after_ms: Option<u64>) -> Step {
+    Step::Call(CallPlan {
+        key,
+        input: 0,
+        wait_ms: None,
+        body: BodyPlan {
+            duration_ms: 0,
+            ends,
+            big: false,
+        },
+        cancel_after_ms,
+    })
+}
+
+/// The next `op` on key 0 goes wrong as `effect` says.
+fn fault(op: Op, effect: Effect) -> Step {
+    Step::Fault(Fault {
+        key: 0,
+        op,
+        effect,
+        times: 1,
+    })
+}
+
 /// Runs `cases` schedules drawn from `seed`; panics with a report on the
 /// first schedule that breaks a check of `profile`.
 fn check(test: &str, profile: Profile, seed: u64, cases: u32) {
@@ -200,6 +332,14 @@ fn check(test: &str, profile: Profile, seed: u64, cases: u32) {
             );
         }
         Err(TestError::Abort(why)) => panic!("model check {test} aborted: {why}"),
+    }
+}
+
+/// Runs one fixed schedule, as a regression test of what the checker found.
+fn replay(test: &str, profile: Profile, schedule: &Schedule) {
+    let verdict = exec::run(schedule, profile.checks, true);
+    if verdict.violation.is_some() {
+        panic!("{}", report(test, profile, 0, 1, 1, 0, schedule));
     }
 }
 

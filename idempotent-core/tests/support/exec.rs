@@ -95,6 +95,9 @@ async fn drive(schedule: &Schedule, checks: Checks, trace: bool) -> Verdict {
         cancel_after_ms: None,
     };
     for key in 0..KEYS {
+        if model.has_violation() {
+            break;
+        }
         let plan = CallPlan { key, ..probe };
         let id = model.call_started(&plan, true);
         let task = call(backend.clone(), model.clone(), config, id, plan);

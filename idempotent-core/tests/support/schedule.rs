@@ -30,6 +30,8 @@ pub struct Store {
 /// concurrently with the calls already started, while later steps go on.
 #[derive(Clone, Debug)]
 pub enum Step {
+    /// A call starts. Its task first runs when the schedule next sleeps (or
+    /// ends), so faults armed by the steps right after it apply to it too.
     Call(CallPlan),
     /// Lets this much virtual time pass: running calls make progress, leases
     /// run out, delayed store operations land.
