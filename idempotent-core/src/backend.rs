@@ -110,10 +110,13 @@ pub trait Backend: Send + Sync {
     /// | completed | `Completed` | `Mismatch` |
     ///
     /// A claim may be applied after its caller stopped waiting for it (the
-    /// call was dropped while the claim was on the way). The caller then
-    /// releases it by its token, so a store must apply a release after any
-    /// claim with the same token sent before it (one ordered connection
-    /// does), or otherwise make sure such a claim does not survive.
+    /// call was dropped while the claim was on the way, or its answer was
+    /// lost). The caller then releases it by its token, and keeps trying
+    /// while the claim may still land, for two leases after sending it. So a
+    /// store must apply a claim within two leases of its sending or never
+    /// (operation timeouts that the server enforces do that), or apply a
+    /// release after any claim with the same token sent before it (one
+    /// ordered connection does).
     async fn claim(
         &self,
         key: &str,

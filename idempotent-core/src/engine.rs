@@ -80,7 +80,7 @@ where
             options: &options,
             key: &key,
         };
-        let mut guard = CallGuard::claiming(
+        let mut guard = CallGuard::new(
             &backend,
             &options.scope,
             &key,
@@ -168,7 +168,7 @@ where
             options: &options,
             key: &key,
         };
-        let mut guard = CallGuard::claiming(
+        let mut guard = CallGuard::new(
             &backend,
             &options.scope,
             &key,
@@ -234,7 +234,10 @@ impl<B: Backend + ?Sized> Claimed<'_, B> {
         let mut waited = false;
         loop {
             let asked_at = Instant::now();
-            guard.enter(Phase::Claiming);
+            let claiming = Phase::Claiming {
+                lands_until: asked_at + 2 * lease,
+            };
+            guard.enter(claiming);
             let claimed = self
                 .backend
                 .claim(key, fingerprint, guard.token(), lease)
@@ -243,8 +246,11 @@ impl<B: Backend + ?Sized> Claimed<'_, B> {
             let outcome = match claimed {
                 Ok(outcome) => outcome,
                 Err(error) => {
-                    // The claim may have been applied before the store failed.
-                    guard.enter(Phase::Claiming);
+                    // The claim may have been applied though its answer
+                    // was lost: release it, also if it lands later.
+                    guard.enter(Phase::Claiming {
+                        lands_until: asked_at + 2 * lease,
+                    });
                     return Err(self.store_failed(error));
                 }
             };

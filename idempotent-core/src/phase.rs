@@ -3,7 +3,7 @@
 //!
 //! | phase | the key | dropped here |
 //! | --- | --- | --- |
-//! | `Claiming` | maybe claimed: the claim may still be on its way | released by its token, after the claim |
+//! | `Claiming` | maybe claimed: the claim may still be on its way | released by its token, also if the claim lands later |
 //! | `Running` | this call's; the body runs | released: a retry runs the body |
 //! | `Storing` | this call's; the body returned | the result is stored by a background task, never released |
 //! | `Releasing` | this call's; the body returned `Err` | released |
@@ -21,12 +21,17 @@ use tokio::time::Instant;
 use crate::completion::{self, Claim};
 use crate::envelope::NotStored;
 use crate::stats;
-use crate::{Backend, FencingToken};
+use crate::{Backend, CasOutcome, FencingToken};
 
 /// Where a call is; see the module's table.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    Claiming,
+    Claiming {
+        /// Until when a claim sent now may still land (its send plus two
+        /// leases): a release that finds nothing is tried again until then.
+        /// A claim later than that lapses with its lease.
+        lands_until: Instant,
+    },
     Running,
     Storing {
         /// The encoded result, or `None` when it could not be encoded (the
@@ -49,8 +54,8 @@ pub(crate) struct CallGuard<'a, B: Backend + ?Sized> {
 }
 
 impl<'a, B: Backend + ?Sized> CallGuard<'a, B> {
-    /// A call about to send its claim with `token`.
-    pub(crate) fn claiming(
+    /// A call that will claim with `token`; it enters `Claiming` as it sends.
+    pub(crate) fn new(
         backend: &'a B,
         scope: &'a str,
         key: &'a str,
@@ -63,7 +68,7 @@ impl<'a, B: Backend + ?Sized> CallGuard<'a, B> {
             key,
             token,
             ttl,
-            phase: Phase::Claiming,
+            phase: Phase::Settled,
         }
     }
 
@@ -114,8 +119,12 @@ impl<B: Backend + ?Sized> Drop for CallGuard<'_, B> {
         let job = match std::mem::replace(&mut self.phase, Phase::Settled) {
             Phase::Settled => return,
             // The claim may be applied after this call stopped waiting for
-            // it: the store applies this release after it.
-            Phase::Claiming | Phase::Releasing => Job::Release,
+            // it, even after a release sent now (a store with several
+            // connections need not keep their order).
+            Phase::Claiming { lands_until } => Job::Release {
+                until: Some(lands_until),
+            },
+            Phase::Releasing => Job::Release { until: None },
             Phase::Running => {
                 stats::ABANDONED.increment();
                 tracing::debug!(
@@ -124,7 +133,7 @@ impl<B: Backend + ?Sized> Drop for CallGuard<'_, B> {
                     panicking = std::thread::panicking(),
                     "call dropped or body panicked; releasing the claim"
                 );
-                Job::Release
+                Job::Release { until: None }
             }
             Phase::Storing {
                 output,
@@ -154,7 +163,9 @@ impl<B: Backend + ?Sized> Drop for CallGuard<'_, B> {
 
 /// What a dropped call leaves to do.
 enum Job {
-    Release,
+    /// Release the claim; `until`: a claim that may still land, so a release
+    /// that finds nothing is tried again until then.
+    Release { until: Option<Instant> },
     Store {
         output: Option<Vec<u8>>,
         retry_until: Instant,
@@ -172,8 +183,13 @@ struct Work {
 impl Work {
     /// Runs on a detached handle of the store in a task of its own, or, for
     /// a store whose operations finish when first polled, right here.
-    fn start<B: Backend + ?Sized>(self, backend: &B) {
+    fn start<B: Backend + ?Sized>(mut self, backend: &B) {
         let Some(handle) = backend.detached() else {
+            // A store without a detached handle finishes every operation
+            // when first polled: no claim of it is ever in flight.
+            if let Job::Release { until } = &mut self.job {
+                *until = None;
+            }
             let mut work = pin!(self.run(backend));
             if work.as_mut().poll(&mut Context::from_waker(Waker::noop())) == Poll::Pending {
                 tracing::warn!(
@@ -206,15 +222,7 @@ impl Work {
         } = self;
         let (token, ttl) = (*token, *ttl);
         match job {
-            Job::Release => match backend.release(key, token).await {
-                Ok(_) => tracing::trace!("released"),
-                Err(error) => tracing::warn!(
-                    scope,
-                    key,
-                    %error,
-                    "could not release the claim; it lapses with its lease"
-                ),
-            },
+            Job::Release { until } => release(backend, scope, key, token, *until).await,
             Job::Store {
                 output,
                 retry_until,
@@ -237,6 +245,47 @@ impl Work {
     }
 }
 
+/// Releases a dropped call's claim. With `until`, a release that finds
+/// nothing (the claim has not landed yet) or fails is tried again, with
+/// backoff, until then.
+async fn release<B: Backend + ?Sized>(
+    backend: &B,
+    scope: &str,
+    key: &str,
+    token: FencingToken,
+    until: Option<Instant>,
+) {
+    let mut delay = FIRST_LATE_RELEASE;
+    loop {
+        let released = backend.release(key, token).await;
+        // One more look while the claim may still land, the last one at
+        // `until` itself.
+        let pause = until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+            .map(|left| left.min(delay));
+        match (released, pause) {
+            (Ok(CasOutcome::Applied), _) => {
+                tracing::trace!("released");
+                return;
+            }
+            (Ok(CasOutcome::Fenced), None) => return,
+            (Err(error), None) => {
+                tracing::warn!(scope, key, %error, "could not release the claim; it lapses with its lease");
+                return;
+            }
+            (_, Some(pause)) => {
+                tokio::time::sleep(pause).await;
+                delay = (delay * 2).min(MAX_LATE_RELEASE);
+            }
+        }
+    }
+}
+
+/// First and largest pause between two releases of a claim that may land late.
+const FIRST_LATE_RELEASE: Duration = Duration::from_millis(10);
+const MAX_LATE_RELEASE: Duration = Duration::from_secs(1);
+
 /// Releases `key`'s claim holding `token` from a place that cannot await, as
 /// a dropped call does: on a detached handle of the store, or in place.
 pub fn release_in_background<B: Backend + ?Sized>(
@@ -250,7 +299,7 @@ pub fn release_in_background<B: Backend + ?Sized>(
         key: key.to_owned(),
         token,
         ttl: Duration::ZERO,
-        job: Job::Release,
+        job: Job::Release { until: None },
     }
     .start(backend);
 }
