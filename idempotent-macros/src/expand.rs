@@ -71,10 +71,11 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     };
     let scope = match &args.scope {
         Some(scope) => scope.to_token_stream(),
-        None => {
-            let name = sig.ident.to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #name))
-        }
+        // The type name of a closure in the body is the function's exact
+        // path: module, `Self` type, type arguments and name, so same-named
+        // methods of two types or two instantiations of a generic function
+        // never share records (`__private::function_scope` has the details).
+        None => quote!(#krate::__private::function_scope(::core::any::type_name_of_val(&|| ()))),
     };
     let ttl = duration_setter(&krate, "ttl", args.ttl.as_ref());
     let lease = duration_setter(&krate, "lease", args.lease.as_ref());
