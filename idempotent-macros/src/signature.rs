@@ -40,11 +40,17 @@ pub(crate) fn check<'a>(
     };
 
     let mut arguments = Vec::new();
+    let mut mut_refs = Vec::new();
     for input in &sig.inputs {
         // The receiver is never hashed: `self` is the service, not the request.
         let FnArg::Typed(typed) = input else { continue };
         match &*typed.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() => arguments.push(&pat.ident),
+            Pat::Ident(pat) if pat.subpat.is_none() => {
+                arguments.push(&pat.ident);
+                if is_mut_ref(&typed.ty) {
+                    mut_refs.push((&pat.ident, typed));
+                }
+            }
             pattern => errors.at(
                 pattern.span(),
                 "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body",
@@ -79,9 +85,33 @@ pub(crate) fn check<'a>(
         seen.push(name);
     }
 
+    // Hashed by its value when the call starts, a `&mut` argument breaks
+    // both promises: the body may change it, so the retry's fingerprint no
+    // longer matches, and a replay skips the body's change to it.
+    for (name, argument) in mut_refs {
+        if !skip.contains(name) {
+            errors.push(syn::Error::new_spanned(
+                argument,
+                format!(
+                    "a `&mut` argument cannot be part of the fingerprint: `skip({name})` it or pass it by value (the body may change it: a retry would then not match, and a replay would leave it unchanged)"
+                ),
+            ));
+        }
+    }
+
     let names = arguments
         .into_iter()
         .filter(|argument| !skip.iter().any(|name| name == *argument))
         .collect();
     (Hashed { names }, return_type)
+}
+
+/// `&mut T`, also behind parentheses or macro-generated invisible groups.
+fn is_mut_ref(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) => reference.mutability.is_some(),
+        Type::Paren(inner) => is_mut_ref(&inner.elem),
+        Type::Group(inner) => is_mut_ref(&inner.elem),
+        _ => false,
+    }
 }
