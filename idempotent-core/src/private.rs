@@ -45,6 +45,26 @@ pub trait IdempotencyKey: Serialize {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> IdempotencyKey for T {}
 
+/// A store borrowed from `self` in a method that may mutate or move `self`.
+#[diagnostic::on_unimplemented(
+    message = "the store `{Self}` must be `Clone`: it is borrowed from `self` in a method that takes `&mut self` or `self`",
+    label = "the body may change or move `self` while the store is in use, so the store is cloned out of `self` before the call",
+    note = "network stores such as `RedisBackend` are cheap-clone handles; keep any other store in an `Arc` (`Arc<MemoryBackend>`, `Arc<dyn Backend>`), or take `&self`"
+)]
+pub trait DetachedStore: Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<B: Clone> DetachedStore for B {}
+
+/// Clones the store of `backend = &self.store` out of `self` before the body
+/// of a `&mut self` or `self` method runs: the body may mutate or move
+/// `self`, so a borrow of it cannot live through the call. The `Backend`
+/// bound is checked where the macro coerces the result, so a value that is
+/// not a store gets one message.
+pub fn detach<B: DetachedStore>(store: &B) -> B {
+    store.clone()
+}
+
 /// Checks and erases one hashed argument.
 pub fn arg<T: HashedArgument>(value: &T) -> &dyn HashInto {
     value

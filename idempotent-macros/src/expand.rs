@@ -6,7 +6,7 @@ use std::time::Duration;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Ident, ItemFn, Path, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Path, Signature, Type};
 
 use crate::attr::{Args, DurationArg};
 use crate::signature::{self, Hashed};
@@ -63,7 +63,23 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     // `&dyn Backend`; past it the expansion type-checks even when the value
     // is not a store, so that mistake gives one message.
     let store = Ident::new("__idempotent_store", Span::mixed_site());
+    let detached = Ident::new("__idempotent_detached", Span::mixed_site());
+    let mut detach = TokenStream::new();
     let backend = match &args.backend {
+        // A store borrowed from a `self` that the body may mutate or move
+        // (`&mut self`, `self`) cannot stay borrowed while the body runs:
+        // clone it out first. Stores are cheap handles (or `Arc`s), and
+        // `detach` says so when one is not `Clone`.
+        Some(Expr::Reference(borrow))
+            if borrow.mutability.is_none()
+                && takes_self_exclusively(sig)
+                && mentions_self(borrow.expr.to_token_stream()) =>
+        {
+            let inner = &borrow.expr;
+            let clone = quote_spanned!(borrow.span()=> #krate::__private::detach(&#inner));
+            detach = quote!(let #detached = #clone;);
+            quote!(&#detached)
+        }
         // `let x: &T = &(temporary)` keeps the temporary alive to the end of
         // the function, so an owned store such as `self.store.clone()` works.
         Some(backend) => quote_spanned!(backend.span()=> &(#backend)),
@@ -116,6 +132,7 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     quote! {
         #(#attrs)*
         #vis #sig {
+            #detach
             let #store: &dyn #krate::Backend = #backend;
             let #call = #krate::Idempotency::new(#store)
                 .scope(#scope)
@@ -156,4 +173,24 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 
 fn split(duration: Duration) -> (u64, u32) {
     (duration.as_secs(), duration.subsec_nanos())
+}
+
+/// Whether the body may mutate or move `self`: any receiver but `&self`
+/// (`&mut self`, `self`, `mut self`, `self: Box<Self>`, ...).
+fn takes_self_exclusively(sig: &Signature) -> bool {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            !matches!(&*receiver.ty, Type::Reference(reference) if reference.mutability.is_none())
+        }
+        _ => false,
+    }
+}
+
+/// Whether `self` appears anywhere in `tokens`, also inside groups.
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "self",
+        TokenTree::Group(group) => mentions_self(group.stream()),
+        _ => false,
+    })
 }
