@@ -1,6 +1,8 @@
 //! Checking the annotated function: `async`, a return type, named arguments,
 //! and `skip` naming arguments that exist.
 
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Pat, ReturnType, Signature, Type};
 
@@ -41,6 +43,7 @@ pub(crate) fn check<'a>(
 
     let mut arguments = Vec::new();
     let mut mut_refs = Vec::new();
+    let mut in_patterns: Vec<&Ident> = Vec::new();
     for input in &sig.inputs {
         // The receiver is never hashed: `self` is the service, not the request.
         let FnArg::Typed(typed) = input else { continue };
@@ -51,10 +54,26 @@ pub(crate) fn check<'a>(
                     mut_refs.push((&pat.ident, typed));
                 }
             }
-            pattern => errors.at(
-                pattern.span(),
-                "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body",
+            Pat::Wild(wild) => errors.at(
+                wild.span(),
+                "`#[idempotent]` hashes or skips arguments by name, so `_` can be neither: name it (`_unused: Type`) and `skip(_unused)` it if it is not part of the request",
             ),
+            pattern => {
+                // A `skip` of a name bound in here is answered by this one
+                // error, which says how to skip it, not by a second one
+                // claiming the name does not exist.
+                let skipped = skip.iter().find(|name| binds(pattern.to_token_stream(), name));
+                if let Some(name) = skipped {
+                    in_patterns.push(name);
+                }
+                let message = match skipped {
+                    Some(name) => format!(
+                        "`#[idempotent]` skips arguments by name, and `{name}` is bound inside this pattern: bind the whole argument to a name (`{name}: Type`), `skip({name})` it and destructure it in the body"
+                    ),
+                    None => "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body".to_owned(),
+                };
+                errors.push(syn::Error::new_spanned(pattern, message));
+            }
         }
     }
 
@@ -67,7 +86,7 @@ pub(crate) fn check<'a>(
             );
         } else if seen.contains(&name) {
             errors.at(name.span(), format!("`{name}` is skipped twice"));
-        } else if !arguments.contains(&name) {
+        } else if !arguments.contains(&name) && !in_patterns.contains(&name) {
             let known = if arguments.is_empty() {
                 "it has no arguments".to_owned()
             } else {
@@ -114,4 +133,14 @@ fn is_mut_ref(ty: &Type) -> bool {
         Type::Group(inner) => is_mut_ref(&inner.elem),
         _ => false,
     }
+}
+
+/// Whether `name` appears in a pattern's tokens, also inside groups: enough
+/// to tell that a `skip` meant a name the pattern binds.
+fn binds(tokens: TokenStream, name: &Ident) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == *name,
+        TokenTree::Group(group) => binds(group.stream(), name),
+        _ => false,
+    })
 }
