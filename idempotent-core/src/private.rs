@@ -34,6 +34,19 @@ pub trait HashedArgument: Serialize {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> HashedArgument for T {}
 
+/// An argument hashed into the fingerprint whose type looks like a wrapper of
+/// one `Inner` value (`Json<Order>`), so the advice can name `Inner`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of the idempotency fingerprint: it does not implement `Serialize`",
+    label = "this argument is hashed into the fingerprint, so it must implement `serde::Serialize`",
+    note = "if `{Self}` only wraps the request (an extractor such as `Json<T>` or `Form<T>`), hash the `{Inner}` inside: take it out before the call (`.0`, `.into_inner()`) and pass the `{Inner}` as the argument",
+    note = "or leave the argument out of the fingerprint with `#[idempotent(skip(<argument name>))]` and key the call on its contents with `key = ...`"
+)]
+pub trait HashedWrapper<Inner: ?Sized>: Serialize {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized, Inner: ?Sized> HashedWrapper<Inner> for T {}
+
 /// The `key = <expr>` value.
 #[diagnostic::on_unimplemented(
     message = "the idempotency key `{Self}` must implement `Serialize`",
@@ -67,6 +80,13 @@ pub fn detach<B: DetachedStore>(store: &B) -> B {
 
 /// Checks and erases one hashed argument.
 pub fn arg<T: HashedArgument>(value: &T) -> &dyn HashInto {
+    value
+}
+
+/// Checks and erases one hashed argument of a wrapper-like type `T`, which
+/// the macro believes wraps an `Inner`: only the diagnostic differs from
+/// [`arg`].
+pub fn wrapped_arg<Inner: ?Sized, T: HashedWrapper<Inner>>(value: &T) -> &dyn HashInto {
     value
 }
 

@@ -102,10 +102,16 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
         }
         None => quote!(::core::option::Option::None),
     };
-    let hashed_args = hashed
-        .names
-        .iter()
-        .map(|name| quote_spanned!(name.span()=> #krate::__private::arg(&#name)));
+    let hashed_args = hashed.arguments.iter().map(|(name, ty)| {
+        match signature::wrapped(ty) {
+            // Checked the same way; only the diagnostic differs, naming the
+            // wrapped type to hash instead.
+            Some(inner) => {
+                quote_spanned!(name.span()=> #krate::__private::wrapped_arg::<#inner, _>(&#name))
+            }
+            None => quote_spanned!(name.span()=> #krate::__private::arg(&#name)),
+        }
+    });
     // Spanned at the return type: an unmet bound on the result (not a
     // `Result`, `T` not storable, `E` without `From<Error>`) points there.
     let run = Ident::new(

@@ -10,7 +10,7 @@ use crate::errors::Errors;
 
 /// The arguments hashed into the fingerprint, in declaration order.
 pub(crate) struct Hashed<'a> {
-    pub(crate) names: Vec<&'a Ident>,
+    pub(crate) arguments: Vec<(&'a Ident, &'a Type)>,
 }
 
 pub(crate) fn check<'a>(
@@ -42,6 +42,7 @@ pub(crate) fn check<'a>(
     };
 
     let mut arguments = Vec::new();
+    let mut types = Vec::new();
     let mut mut_refs = Vec::new();
     let mut in_patterns: Vec<&Ident> = Vec::new();
     for input in &sig.inputs {
@@ -50,6 +51,7 @@ pub(crate) fn check<'a>(
         match &*typed.pat {
             Pat::Ident(pat) if pat.subpat.is_none() => {
                 arguments.push(&pat.ident);
+                types.push(&*typed.ty);
                 if is_mut_ref(&typed.ty) {
                     mut_refs.push((&pat.ident, typed));
                 }
@@ -118,11 +120,75 @@ pub(crate) fn check<'a>(
         }
     }
 
-    let names = arguments
+    let arguments = arguments
         .into_iter()
-        .filter(|argument| !skip.iter().any(|name| name == *argument))
+        .zip(types)
+        .filter(|(argument, _)| !skip.contains(argument))
         .collect();
-    (Hashed { names }, return_type)
+    (Hashed { arguments }, return_type)
+}
+
+/// `Wrapper<Inner>` when `ty` looks like a wrapper around one value (an
+/// extractor such as `Json<Order>`), so a diagnostic can name the `Inner` to
+/// hash instead. Standard containers are not wrappers in this sense, and an
+/// `Inner` with `impl Trait` cannot be named in the body, so neither counts.
+pub(crate) fn wrapped(ty: &Type) -> Option<&Type> {
+    const CONTAINERS: &[&str] = &[
+        "Arc",
+        "BTreeSet",
+        "BinaryHeap",
+        "Bound",
+        "Box",
+        "Cell",
+        "Cow",
+        "HashSet",
+        "LinkedList",
+        "ManuallyDrop",
+        "Mutex",
+        "NonZero",
+        "Option",
+        "PhantomData",
+        "Pin",
+        "Range",
+        "RangeInclusive",
+        "Rc",
+        "RefCell",
+        "Reverse",
+        "RwLock",
+        "Saturating",
+        "Vec",
+        "VecDeque",
+        "Weak",
+        "Wrapping",
+    ];
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if CONTAINERS.iter().any(|name| last.ident == name) {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut inner = generics.args.iter();
+    match (inner.next(), inner.next()) {
+        (Some(syn::GenericArgument::Type(inner)), None)
+            if !mentions_impl(inner.to_token_stream()) =>
+        {
+            Some(inner)
+        }
+        _ => None,
+    }
+}
+
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => mentions_impl(group.stream()),
+        _ => false,
+    })
 }
 
 /// `&mut T`, also behind parentheses or macro-generated invisible groups.

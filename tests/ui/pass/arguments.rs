@@ -1,5 +1,6 @@
 // Arguments that are not hashed: a skipped `&mut`, and the receiver of a
-// `&mut self` method; `impl Trait` and `mut` bindings are hashed as usual.
+// `&mut self` method; `impl Trait`, `mut` bindings and serializable
+// wrappers (also of borrowed or generic values) are hashed as usual.
 use idempotent_core::{idempotent, Error};
 use serde::Serialize;
 
@@ -14,6 +15,15 @@ async fn append(id: u64, log: &mut Vec<u64>, mut extra: u64) -> Result<usize, Er
 async fn total(id: u64, items: impl IntoIterator<Item = u32> + Serialize) -> Result<u32, Error> {
     let _ = id;
     Ok(items.into_iter().sum())
+}
+
+#[derive(Serialize)]
+struct Tagged<T>(T);
+
+#[idempotent]
+async fn tagged<'a, T: Serialize>(name: Tagged<&'a str>, value: Tagged<T>) -> Result<usize, Error> {
+    let _ = value;
+    Ok(name.0.len())
 }
 
 struct Counter(u64);
@@ -33,6 +43,7 @@ async fn main() {
     assert_eq!(append(1, &mut log, 1).await.unwrap(), 1, "replayed");
     assert_eq!(log, [2]);
     assert_eq!(total(1, [1, 2]).await.unwrap(), 3);
+    assert_eq!(tagged(Tagged("ab"), Tagged(1)).await.unwrap(), 2);
     let mut counter = Counter(0);
     assert_eq!(counter.bump(2).await.unwrap(), 2);
 }
