@@ -131,6 +131,12 @@ mod pinned {
 
     pub(crate) trait Cancel {
         async fn cancel(&self) -> Result<(), Error>;
+
+        /// A default method: its scope names the implementing type.
+        #[idempotent(backend = &*RECORDER)]
+        async fn refund(&self) -> Result<(), Error> {
+            Ok(())
+        }
     }
 
     #[idempotent(backend = &*RECORDER)]
@@ -206,6 +212,7 @@ async fn pinned() {
     price::<Usd>().await.unwrap();
     price::<Eur>().await.unwrap();
     Cancel::cancel(&Usd).await.unwrap();
+    Usd.refund().await.unwrap();
     Orders::make().await.unwrap();
     Orders.note("lifetimes are erased").await.unwrap();
     nested::deeper::cancel().await.unwrap();
@@ -226,6 +233,7 @@ async fn pinned() {
             "function_identity::pinned::price<function_identity::pinned::Usd>",
             "function_identity::pinned::price<function_identity::pinned::Eur>",
             "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::cancel",
+            "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::refund",
             "function_identity::pinned::Orders::make",
             "function_identity::pinned::Orders::note",
             "function_identity::pinned::nested::deeper::cancel",

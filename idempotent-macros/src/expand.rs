@@ -6,7 +6,7 @@ use std::time::Duration;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, Path, Signature, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Path, Signature, TraitItemFn, Type};
 
 use crate::attr::{Args, DurationArg};
 use crate::signature::{self, Hashed};
@@ -17,10 +17,18 @@ pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
-            let message = syn::Error::new(
-                error.span(),
-                format!("`#[idempotent]` goes on an `async fn` with a body: {error}"),
-            );
+            let message = match syn::parse2::<TraitItemFn>(item.clone()) {
+                // A trait method declaration: there is no body to run once,
+                // and each implementation has its own.
+                Ok(declaration) if declaration.default.is_none() => syn::Error::new_spanned(
+                    &declaration.sig,
+                    "`#[idempotent]` needs a body to run once, and a trait method declaration has none: put the attribute on the method in each `impl` of the trait (or on a default body here)",
+                ),
+                _ => syn::Error::new(
+                    error.span(),
+                    format!("`#[idempotent]` goes on an `async fn` with a body: {error}"),
+                ),
+            };
             return with_error(item, message);
         }
     };
