@@ -81,7 +81,7 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
         Some(Expr::Reference(borrow))
             if borrow.mutability.is_none()
                 && takes_self_exclusively(sig)
-                && mentions_self(borrow.expr.to_token_stream()) =>
+                && signature::mentions(borrow.expr.to_token_stream(), "self") =>
         {
             let inner = &borrow.expr;
             let clone = quote_spanned!(borrow.span()=> #krate::__private::detach(&#inner));
@@ -198,13 +198,4 @@ fn takes_self_exclusively(sig: &Signature) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether `self` appears anywhere in `tokens`, also inside groups.
-fn mentions_self(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "self",
-        TokenTree::Group(group) => mentions_self(group.stream()),
-        _ => false,
-    })
 }

@@ -64,7 +64,9 @@ pub(crate) fn check<'a>(
                 // A `skip` of a name bound in here is answered by this one
                 // error, which says how to skip it, not by a second one
                 // claiming the name does not exist.
-                let skipped = skip.iter().find(|name| binds(pattern.to_token_stream(), name));
+                let skipped = skip
+                    .iter()
+                    .find(|name| mentions(pattern.to_token_stream(), &name.to_string()));
                 if let Some(name) = skipped {
                     in_patterns.push(name);
                 }
@@ -175,20 +177,12 @@ pub(crate) fn wrapped(ty: &Type) -> Option<&Type> {
     let mut inner = generics.args.iter();
     match (inner.next(), inner.next()) {
         (Some(syn::GenericArgument::Type(inner)), None)
-            if !mentions_impl(inner.to_token_stream()) =>
+            if !mentions(inner.to_token_stream(), "impl") =>
         {
             Some(inner)
         }
         _ => None,
     }
-}
-
-fn mentions_impl(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "impl",
-        TokenTree::Group(group) => mentions_impl(group.stream()),
-        _ => false,
-    })
 }
 
 /// `&mut T`, also behind parentheses or macro-generated invisible groups.
@@ -201,12 +195,13 @@ fn is_mut_ref(ty: &Type) -> bool {
     }
 }
 
-/// Whether `name` appears in a pattern's tokens, also inside groups: enough
-/// to tell that a `skip` meant a name the pattern binds.
-fn binds(tokens: TokenStream, name: &Ident) -> bool {
+/// Whether the identifier `word` appears in `tokens`, also inside groups:
+/// enough to tell that a pattern binds a skipped name, that a type contains
+/// `impl Trait`, or that an expression borrows `self`.
+pub(crate) fn mentions(tokens: TokenStream, word: &str) -> bool {
     tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == *name,
-        TokenTree::Group(group) => binds(group.stream(), name),
+        TokenTree::Ident(ident) => ident == word,
+        TokenTree::Group(group) => mentions(group.stream(), word),
         _ => false,
     })
 }
