@@ -9,60 +9,85 @@ use async_trait::async_trait;
 use idempotent_core::{
     Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint, MemoryBackend,
 };
+use idempotent_redis::RedisBackend;
+use idempotent_test_support::RedisServer;
 
 /// Same-named functions and methods in one module, as issue 12 found them:
-/// each body says which function ran.
+/// each body says which function ran. The store is an argument, so the same
+/// functions run on memory and on Redis.
 mod shop {
     use std::marker::PhantomData;
 
-    use idempotent_core::{idempotent, Error};
+    use idempotent_core::{idempotent, Backend, Error};
 
     pub struct Usd;
     pub struct Eur;
     pub struct Orders;
     pub struct Subs<C>(pub PhantomData<C>);
 
-    #[idempotent]
-    pub async fn cancel(id: u64) -> Result<String, Error> {
+    #[idempotent(skip(store), backend = store)]
+    pub async fn cancel(store: &dyn Backend, id: u64) -> Result<String, Error> {
         Ok(format!("cancel {id}"))
     }
 
     impl Orders {
-        #[idempotent]
-        pub async fn cancel(&self, id: u64) -> Result<String, Error> {
+        #[idempotent(skip(store), backend = store)]
+        pub async fn cancel(&self, store: &dyn Backend, id: u64) -> Result<String, Error> {
             Ok(format!("Orders::cancel {id}"))
         }
     }
 
     impl<C> Subs<C> {
-        #[idempotent]
-        pub async fn cancel(&self, id: u64) -> Result<String, Error> {
+        #[idempotent(skip(store), backend = store)]
+        pub async fn cancel(&self, store: &dyn Backend, id: u64) -> Result<String, Error> {
             Ok(format!("Subs::cancel {id}"))
         }
     }
 
-    #[idempotent]
-    pub async fn price<C>(id: u64) -> Result<String, Error> {
+    #[idempotent(skip(store), backend = store)]
+    pub async fn price<C>(store: &dyn Backend, id: u64) -> Result<String, Error> {
         Ok(format!("{id} in {}", std::any::type_name::<C>()))
     }
 }
 
+async fn same_named_functions_each_run(store: &dyn Backend) {
+    assert_eq!(shop::cancel(store, 1).await.unwrap(), "cancel 1");
+    assert_eq!(
+        shop::Orders.cancel(store, 1).await.unwrap(),
+        "Orders::cancel 1"
+    );
+    let subs = shop::Subs::<shop::Usd>(Default::default());
+    assert_eq!(subs.cancel(store, 1).await.unwrap(), "Subs::cancel 1");
+    // And each still replays its own record.
+    assert_eq!(
+        shop::Orders.cancel(store, 1).await.unwrap(),
+        "Orders::cancel 1"
+    );
+}
+
+async fn generic_instantiations_each_run(store: &dyn Backend) {
+    let usd = shop::price::<shop::Usd>(store, 1).await.unwrap();
+    let eur = shop::price::<shop::Eur>(store, 1).await.unwrap();
+    assert_eq!(usd, "1 in function_identity::shop::Usd");
+    assert_eq!(eur, "1 in function_identity::shop::Eur");
+}
+
 #[tokio::test]
 async fn a_free_function_and_same_named_methods_each_run() {
-    assert_eq!(shop::cancel(1).await.unwrap(), "cancel 1");
-    assert_eq!(shop::Orders.cancel(1).await.unwrap(), "Orders::cancel 1");
-    let subs = shop::Subs::<shop::Usd>(Default::default());
-    assert_eq!(subs.cancel(1).await.unwrap(), "Subs::cancel 1");
-    // And each still replays its own record.
-    assert_eq!(shop::Orders.cancel(1).await.unwrap(), "Orders::cancel 1");
+    same_named_functions_each_run(&MemoryBackend::new()).await;
 }
 
 #[tokio::test]
 async fn each_instantiation_of_a_generic_function_runs() {
-    let usd = shop::price::<shop::Usd>(1).await.unwrap();
-    let eur = shop::price::<shop::Eur>(1).await.unwrap();
-    assert_eq!(usd, "1 in function_identity::shop::Usd");
-    assert_eq!(eur, "1 in function_identity::shop::Eur");
+    generic_instantiations_each_run(&MemoryBackend::new()).await;
+}
+
+#[tokio::test]
+async fn on_redis_each_function_and_instantiation_runs() {
+    let server = RedisServer::start();
+    let store = RedisBackend::connect(&server.url()).await.unwrap();
+    same_named_functions_each_run(&store).await;
+    generic_instantiations_each_run(&store).await;
 }
 
 /// Records the stored key of every claim, so a test can read the scope the

@@ -6,18 +6,20 @@ mod support;
 
 use std::sync::Arc;
 
-use idempotent_core::{idempotent, Error, MemoryBackend};
+use idempotent_core::{idempotent, Backend, Error, MemoryBackend};
+use idempotent_redis::RedisBackend;
+use idempotent_test_support::RedisServer;
 use support::Runs;
 
-/// The store is an `Arc`: a method that mutates or consumes `self` runs on a
-/// clone of it, as it would on a network store's cheap handle.
-struct Ledger {
-    store: Arc<MemoryBackend>,
+/// Generic over the store: an `Arc<MemoryBackend>` or a `RedisBackend`, both
+/// cheap handles that a method mutating or consuming `self` runs on a clone of.
+struct Ledger<S> {
+    store: S,
     balance: u64,
     runs: Runs,
 }
 
-impl Ledger {
+impl<S: Backend + Clone> Ledger<S> {
     #[idempotent(key = id, backend = &self.store)]
     async fn credit(&mut self, id: &str, amount: u64) -> Result<u64, Error> {
         self.runs.record();
@@ -32,17 +34,16 @@ impl Ledger {
     }
 }
 
-fn ledger(store: &Arc<MemoryBackend>, runs: &Runs, balance: u64) -> Ledger {
+fn ledger<S: Clone>(store: &S, runs: &Runs, balance: u64) -> Ledger<S> {
     Ledger {
-        store: Arc::clone(store),
+        store: store.clone(),
         balance,
         runs: runs.clone(),
     }
 }
 
-#[tokio::test]
-async fn a_mut_self_method_runs_once_and_replays() {
-    let (store, runs) = (Arc::new(MemoryBackend::new()), Runs::default());
+async fn a_mut_self_method_runs_once_and_replays<S: Backend + Clone>(store: S) {
+    let runs = Runs::default();
     let mut account = ledger(&store, &runs, 0);
     assert_eq!(account.credit("c-1", 10).await.unwrap(), 10);
     assert_eq!(account.credit("c-1", 10).await.unwrap(), 10, "replayed");
@@ -52,12 +53,29 @@ async fn a_mut_self_method_runs_once_and_replays() {
     assert_eq!(runs.count(), 2);
 }
 
-#[tokio::test]
-async fn a_self_method_runs_once_and_replays() {
-    let (store, runs) = (Arc::new(MemoryBackend::new()), Runs::default());
+async fn a_self_method_runs_once_and_replays<S: Backend + Clone>(store: S) {
+    let runs = Runs::default();
     assert_eq!(ledger(&store, &runs, 7).close(1).await.unwrap(), 7);
     // Another value of `self` on the same store: `self` is never hashed, so
     // this is a retry of the same call and replays its result.
     assert_eq!(ledger(&store, &runs, 99).close(1).await.unwrap(), 7);
     assert_eq!(runs.count(), 1);
+}
+
+#[tokio::test]
+async fn on_memory_a_mut_self_method_runs_once_and_replays() {
+    a_mut_self_method_runs_once_and_replays(Arc::new(MemoryBackend::new())).await;
+}
+
+#[tokio::test]
+async fn on_memory_a_self_method_runs_once_and_replays() {
+    a_self_method_runs_once_and_replays(Arc::new(MemoryBackend::new())).await;
+}
+
+#[tokio::test]
+async fn on_redis_mut_self_and_self_methods_run_once_and_replay() {
+    let server = RedisServer::start();
+    let store = RedisBackend::connect(&server.url()).await.unwrap();
+    a_mut_self_method_runs_once_and_replays(store.clone()).await;
+    a_self_method_runs_once_and_replays(store).await;
 }
