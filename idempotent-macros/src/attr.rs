@@ -19,6 +19,7 @@ mod kw {
     syn::custom_keyword!(lease);
     syn::custom_keyword!(wait);
     syn::custom_keyword!(cache_err);
+    syn::custom_keyword!(require_key);
     syn::custom_keyword!(backend);
 }
 
@@ -38,6 +39,8 @@ pub(crate) struct Args {
     pub(crate) lease: Option<DurationArg>,
     pub(crate) wait: Option<DurationArg>,
     pub(crate) cache_err: bool,
+    /// Where `require_key` was written, when it was.
+    pub(crate) require_key: Option<Span>,
     pub(crate) backend: Option<Expr>,
     pub(crate) krate: Option<Path>,
     pub(crate) errors: Errors,
@@ -107,6 +110,11 @@ impl Args {
             let value = self.parse_duration(input, "wait")?;
             if self.first_time("wait", keyword.span) {
                 self.wait = value;
+            }
+        } else if lookahead.peek(kw::require_key) {
+            let keyword: kw::require_key = input.parse()?;
+            if self.first_time("require_key", keyword.span) {
+                self.require_key = Some(keyword.span);
             }
         } else if lookahead.peek(kw::cache_err) {
             let keyword: kw::cache_err = input.parse()?;
@@ -227,18 +235,28 @@ impl Parse for Args {
             }
             input.parse::<Token![,]>()?;
         }
+        // Without `key`, the key is the fingerprint of the arguments, which
+        // is never missing: `require_key` would promise a check that never
+        // fires.
+        if let (Some(span), None) = (args.require_key, &args.key) {
+            args.errors.at(
+                span,
+                "`require_key` needs a `key = ...` that can be `None` (such as an `Option<String>` header): without `key`, the arguments' fingerprint is the key and is never missing",
+            );
+        }
         Ok(args)
     }
 }
 
 /// The options, in the order the errors list them.
-const OPTIONS: [&str; 9] = [
+const OPTIONS: [&str; 10] = [
     "key",
     "skip",
     "scope",
     "ttl",
     "lease",
     "wait",
+    "require_key",
     "cache_err",
     "backend",
     "crate",
@@ -269,6 +287,10 @@ const SYNONYMS: &[(&[&str], &str)] = &[
     (
         &["id", "idempotency_key", "key_by", "by"],
         "`key = ...` (the idempotency key)",
+    ),
+    (
+        &["require", "required", "key_required", "requires_key", "strict", "mandatory"],
+        "`require_key` (a `None` key is an error instead of a call without idempotency)",
     ),
     (
         &["cache_errors", "cache_error", "store_errors", "store_err"],
@@ -390,7 +412,7 @@ mod tests {
     fn far_names_list_every_option() {
         assert_eq!(
             message("zz"),
-            "unknown option `zz`: the options are `key`, `skip`, `scope`, `ttl`, `lease`, `wait`, `cache_err`, `backend`, `crate`"
+            "unknown option `zz`: the options are `key`, `skip`, `scope`, `ttl`, `lease`, `wait`, `require_key`, `cache_err`, `backend`, `crate`"
         );
     }
 

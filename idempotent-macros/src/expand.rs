@@ -104,6 +104,11 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     let ttl = duration_setter(&krate, "ttl", args.ttl.as_ref());
     let lease = duration_setter(&krate, "lease", args.lease.as_ref());
     let wait = duration_setter(&krate, "wait", args.wait.as_ref());
+    let require_key = if args.require_key.is_some() {
+        quote!(.require_key())
+    } else {
+        TokenStream::new()
+    };
     let key = match &args.key {
         Some(key) => {
             quote_spanned!(key.span()=> ::core::option::Option::Some(#krate::__private::key(&(#key))))
@@ -153,6 +158,7 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
                 #ttl
                 #lease
                 #wait
+                #require_key
                 .__prepare_args(#key, &[#(#hashed_args),*]);
             #run_call
         }

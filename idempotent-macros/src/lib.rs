@@ -16,7 +16,7 @@ use proc_macro::TokenStream;
 /// every later call with that key replays the stored result.
 ///
 /// Options: `key = <expr>`, `skip(a, b)`, `scope = "name"`, `ttl = "24h"`,
-/// `lease = "30s"`, `wait = "10s"`, `cache_err`, `backend = <expr>`,
+/// `lease = "30s"`, `wait = "10s"`, `require_key`, `cache_err`, `backend = <expr>`,
 /// `crate = "path"`. See `idempotent_core` for the full documentation.
 ///
 /// # The default scope
