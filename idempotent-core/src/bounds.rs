@@ -55,7 +55,8 @@ impl<T: Serialize + DeserializeOwned> StorableOutput for T {}
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of an `#[idempotent]` function must implement `From<idempotent_core::Error>`",
     label = "`{Self}` must be able to carry an `idempotent_core::Error` (in progress, payload mismatch, store failure)",
-    note = "add a variant such as `#[error(transparent)] Idempotency(#[from] idempotent_core::Error)` to `{Self}`"
+    note = "use an error enum of your own with a variant `#[error(transparent)] Idempotency(#[from] idempotent_core::Error)`, or return `idempotent_core::Error` itself",
+    note = "a type of yours can get that variant (or a `From<idempotent_core::Error>` impl); `String`, `&str` and other crates' types cannot, so wrap them in such an enum"
 )]
 pub trait FromIdempotencyError: From<Error> {}
 

@@ -69,6 +69,15 @@ fn humanize(duration: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// `idempotent-macros` checks literals against the same figures (it
+    /// cannot name these constants) and pins them in a test of its own.
+    #[test]
+    fn figures_shared_with_the_macro() {
+        assert_eq!(MIN_DURATION.as_millis(), 1);
+        assert_eq!(MAX_TTL.as_secs(), 3650 * 86_400);
+        assert_eq!((MAX_LEASE.as_secs(), MAX_WAIT.as_secs()), (86_400, 86_400));
+    }
+
     #[test]
     fn bounds_are_inclusive_and_named_in_the_error() {
         assert!(check_ttl(MIN_DURATION).is_ok());

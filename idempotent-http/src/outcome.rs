@@ -46,6 +46,8 @@ pub(crate) fn problem_for(error: &Error, config: &Config) -> Problem {
         },
         Error::ResultNotStored { .. } => Problem::ResponseNotStored { header },
         Error::InvalidConfig { .. } => Problem::Misconfigured,
+        // From a handler's own `require_key` call: the request had no key.
+        Error::MissingKey => Problem::KeyMissing { header },
         // `Codec`, and variants added later: the record cannot be used, and
         // running the handler again in its place could repeat a side effect.
         _ => Problem::StoredResponseUnreadable,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Ident, ItemFn, Path, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Path, Signature, TraitItemFn, Type};
 
 use crate::attr::{Args, DurationArg};
 use crate::signature::{self, Hashed};
@@ -17,10 +17,18 @@ pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
-            let message = syn::Error::new(
-                error.span(),
-                format!("`#[idempotent]` goes on an `async fn` with a body: {error}"),
-            );
+            let message = match syn::parse2::<TraitItemFn>(item.clone()) {
+                // A trait method declaration: there is no body to run once,
+                // and each implementation has its own.
+                Ok(declaration) if declaration.default.is_none() => syn::Error::new_spanned(
+                    &declaration.sig,
+                    "`#[idempotent]` needs a body to run once, and a trait method declaration has none: put the attribute on the method in each `impl` of the trait (or on a default body here)",
+                ),
+                _ => syn::Error::new(
+                    error.span(),
+                    format!("`#[idempotent]` goes on an `async fn` with a body: {error}"),
+                ),
+            };
             return with_error(item, message);
         }
     };
@@ -63,7 +71,23 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     // `&dyn Backend`; past it the expansion type-checks even when the value
     // is not a store, so that mistake gives one message.
     let store = Ident::new("__idempotent_store", Span::mixed_site());
+    let detached = Ident::new("__idempotent_detached", Span::mixed_site());
+    let mut detach = TokenStream::new();
     let backend = match &args.backend {
+        // A store borrowed from a `self` that the body may mutate or move
+        // (`&mut self`, `self`) cannot stay borrowed while the body runs:
+        // clone it out first. Stores are cheap handles (or `Arc`s), and
+        // `detach` says so when one is not `Clone`.
+        Some(Expr::Reference(borrow))
+            if borrow.mutability.is_none()
+                && takes_self_exclusively(sig)
+                && signature::mentions(borrow.expr.to_token_stream(), "self") =>
+        {
+            let inner = &borrow.expr;
+            let clone = quote_spanned!(borrow.span()=> #krate::__private::detach(&#inner));
+            detach = quote!(let #detached = #clone;);
+            quote!(&#detached)
+        }
         // `let x: &T = &(temporary)` keeps the temporary alive to the end of
         // the function, so an owned store such as `self.store.clone()` works.
         Some(backend) => quote_spanned!(backend.span()=> &(#backend)),
@@ -71,24 +95,36 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     };
     let scope = match &args.scope {
         Some(scope) => scope.to_token_stream(),
-        None => {
-            let name = sig.ident.to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #name))
-        }
+        // The type name of a closure in the body is the function's exact
+        // path: module, `Self` type, type arguments and name, so same-named
+        // methods of two types or two instantiations of a generic function
+        // never share records (`__private::function_scope` has the details).
+        None => quote!(#krate::__private::function_scope(::core::any::type_name_of_val(&|| ()))),
     };
     let ttl = duration_setter(&krate, "ttl", args.ttl.as_ref());
     let lease = duration_setter(&krate, "lease", args.lease.as_ref());
     let wait = duration_setter(&krate, "wait", args.wait.as_ref());
+    let require_key = if args.require_key.is_some() {
+        quote!(.require_key())
+    } else {
+        TokenStream::new()
+    };
     let key = match &args.key {
         Some(key) => {
             quote_spanned!(key.span()=> ::core::option::Option::Some(#krate::__private::key(&(#key))))
         }
         None => quote!(::core::option::Option::None),
     };
-    let hashed_args = hashed
-        .names
-        .iter()
-        .map(|name| quote_spanned!(name.span()=> #krate::__private::arg(&#name)));
+    let hashed_args = hashed.arguments.iter().map(|(name, ty)| {
+        match signature::wrapped(ty) {
+            // Checked the same way; only the diagnostic differs, naming the
+            // wrapped type to hash instead.
+            Some(inner) => {
+                quote_spanned!(name.span()=> #krate::__private::wrapped_arg::<#inner, _>(&#name))
+            }
+            None => quote_spanned!(name.span()=> #krate::__private::arg(&#name)),
+        }
+    });
     // Spanned at the return type: an unmet bound on the result (not a
     // `Result`, `T` not storable, `E` without `From<Error>`) points there.
     let run = Ident::new(
@@ -115,12 +151,14 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     quote! {
         #(#attrs)*
         #vis #sig {
+            #detach
             let #store: &dyn #krate::Backend = #backend;
             let #call = #krate::Idempotency::new(#store)
                 .scope(#scope)
                 #ttl
                 #lease
                 #wait
+                #require_key
                 .__prepare_args(#key, &[#(#hashed_args),*]);
             #run_call
         }
@@ -155,4 +193,15 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 
 fn split(duration: Duration) -> (u64, u32) {
     (duration.as_secs(), duration.subsec_nanos())
+}
+
+/// Whether the body may mutate or move `self`: any receiver but `&self`
+/// (`&mut self`, `self`, `mut self`, `self: Box<Self>`, ...).
+fn takes_self_exclusively(sig: &Signature) -> bool {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            !matches!(&*receiver.ty, Type::Reference(reference) if reference.mutability.is_none())
+        }
+        _ => false,
+    }
 }

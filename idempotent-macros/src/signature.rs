@@ -1,6 +1,8 @@
 //! Checking the annotated function: `async`, a return type, named arguments,
 //! and `skip` naming arguments that exist.
 
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Pat, ReturnType, Signature, Type};
 
@@ -8,7 +10,7 @@ use crate::errors::Errors;
 
 /// The arguments hashed into the fingerprint, in declaration order.
 pub(crate) struct Hashed<'a> {
-    pub(crate) names: Vec<&'a Ident>,
+    pub(crate) arguments: Vec<(&'a Ident, &'a Type)>,
 }
 
 pub(crate) fn check<'a>(
@@ -40,15 +42,42 @@ pub(crate) fn check<'a>(
     };
 
     let mut arguments = Vec::new();
+    let mut types = Vec::new();
+    let mut mut_refs = Vec::new();
+    let mut in_patterns: Vec<&Ident> = Vec::new();
     for input in &sig.inputs {
         // The receiver is never hashed: `self` is the service, not the request.
         let FnArg::Typed(typed) = input else { continue };
         match &*typed.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() => arguments.push(&pat.ident),
-            pattern => errors.at(
-                pattern.span(),
-                "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body",
+            Pat::Ident(pat) if pat.subpat.is_none() => {
+                arguments.push(&pat.ident);
+                types.push(&*typed.ty);
+                if is_mut_ref(&typed.ty) {
+                    mut_refs.push((&pat.ident, typed));
+                }
+            }
+            Pat::Wild(wild) => errors.at(
+                wild.span(),
+                "`#[idempotent]` hashes or skips arguments by name, so `_` can be neither: name it (`_unused: Type`) and `skip(_unused)` it if it is not part of the request",
             ),
+            pattern => {
+                // A `skip` of a name bound in here is answered by this one
+                // error, which says how to skip it, not by a second one
+                // claiming the name does not exist.
+                let skipped = skip
+                    .iter()
+                    .find(|name| mentions(pattern.to_token_stream(), &name.to_string()));
+                if let Some(name) = skipped {
+                    in_patterns.push(name);
+                }
+                let message = match skipped {
+                    Some(name) => format!(
+                        "`#[idempotent]` skips arguments by name, and `{name}` is bound inside this pattern: bind the whole argument to a name (`{name}: Type`), `skip({name})` it and destructure it in the body"
+                    ),
+                    None => "`#[idempotent]` hashes arguments by name: bind this argument to a name (`name: Type`) and destructure it in the body".to_owned(),
+                };
+                errors.push(syn::Error::new_spanned(pattern, message));
+            }
         }
     }
 
@@ -61,7 +90,7 @@ pub(crate) fn check<'a>(
             );
         } else if seen.contains(&name) {
             errors.at(name.span(), format!("`{name}` is skipped twice"));
-        } else if !arguments.contains(&name) {
+        } else if !arguments.contains(&name) && !in_patterns.contains(&name) {
             let known = if arguments.is_empty() {
                 "it has no arguments".to_owned()
             } else {
@@ -79,9 +108,100 @@ pub(crate) fn check<'a>(
         seen.push(name);
     }
 
-    let names = arguments
+    // Hashed by its value when the call starts, a `&mut` argument breaks
+    // both promises: the body may change it, so the retry's fingerprint no
+    // longer matches, and a replay skips the body's change to it.
+    for (name, argument) in mut_refs {
+        if !skip.contains(name) {
+            errors.push(syn::Error::new_spanned(
+                argument,
+                format!(
+                    "a `&mut` argument cannot be part of the fingerprint: `skip({name})` it or pass it by value (the body may change it: a retry would then not match, and a replay would leave it unchanged)"
+                ),
+            ));
+        }
+    }
+
+    let arguments = arguments
         .into_iter()
-        .filter(|argument| !skip.iter().any(|name| name == *argument))
+        .zip(types)
+        .filter(|(argument, _)| !skip.contains(argument))
         .collect();
-    (Hashed { names }, return_type)
+    (Hashed { arguments }, return_type)
+}
+
+/// `Wrapper<Inner>` when `ty` looks like a wrapper around one value (an
+/// extractor such as `Json<Order>`), so a diagnostic can name the `Inner` to
+/// hash instead. Standard containers are not wrappers in this sense, and an
+/// `Inner` with `impl Trait` cannot be named in the body, so neither counts.
+pub(crate) fn wrapped(ty: &Type) -> Option<&Type> {
+    const CONTAINERS: &[&str] = &[
+        "Arc",
+        "BTreeSet",
+        "BinaryHeap",
+        "Bound",
+        "Box",
+        "Cell",
+        "Cow",
+        "HashSet",
+        "LinkedList",
+        "ManuallyDrop",
+        "Mutex",
+        "NonZero",
+        "Option",
+        "PhantomData",
+        "Pin",
+        "Range",
+        "RangeInclusive",
+        "Rc",
+        "RefCell",
+        "Reverse",
+        "RwLock",
+        "Saturating",
+        "Vec",
+        "VecDeque",
+        "Weak",
+        "Wrapping",
+    ];
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if CONTAINERS.iter().any(|name| last.ident == name) {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut inner = generics.args.iter();
+    match (inner.next(), inner.next()) {
+        (Some(syn::GenericArgument::Type(inner)), None)
+            if !mentions(inner.to_token_stream(), "impl") =>
+        {
+            Some(inner)
+        }
+        _ => None,
+    }
+}
+
+/// `&mut T`, also behind parentheses or macro-generated invisible groups.
+fn is_mut_ref(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) => reference.mutability.is_some(),
+        Type::Paren(inner) => is_mut_ref(&inner.elem),
+        Type::Group(inner) => is_mut_ref(&inner.elem),
+        _ => false,
+    }
+}
+
+/// Whether the identifier `word` appears in `tokens`, also inside groups:
+/// enough to tell that a pattern binds a skipped name, that a type contains
+/// `impl Trait`, or that an expression borrows `self`.
+pub(crate) fn mentions(tokens: TokenStream, word: &str) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == word,
+        TokenTree::Group(group) => mentions(group.stream(), word),
+        _ => false,
+    })
 }

@@ -11,7 +11,7 @@ mod framework {
 
 #[derive(Serialize, Deserialize)]
 struct Request {
-    id: String,
+    id: Option<String>,
     amount: u64,
 }
 
@@ -39,6 +39,7 @@ impl From<idempotent_core::Error> for ChargeError {
     lease = "1m 30s",
     wait = "250ms",
     cache_err,
+    require_key,
     backend = store.clone(),
     crate = "framework::idempotency",
 )]
@@ -53,8 +54,8 @@ async fn charge(gateway: &Gateway, store: Arc<MemoryBackend>, req: Request) -> R
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let store = Arc::new(MemoryBackend::new());
-    let request = |amount| Request { id: "r-1".into(), amount };
+    let request = |amount| Request { id: Some("r-1".into()), amount };
     assert_eq!(charge(&Gateway, store.clone(), request(5)).await.unwrap(), 5);
-    let declined = Request { id: "r-2".into(), amount: 0 };
+    let declined = Request { id: Some("r-2".into()), amount: 0 };
     assert!(matches!(charge(&Gateway, store, declined).await, Err(ChargeError::Declined)));
 }

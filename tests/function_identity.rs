@@ -1,0 +1,291 @@
+//! A record belongs to exactly one function: same-named functions, methods of
+//! different types and instantiations of one generic function never share the
+//! default scope, so none of them replays another's result.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idempotent_core::{
+    Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint, MemoryBackend,
+};
+use idempotent_redis::RedisBackend;
+use idempotent_test_support::RedisServer;
+
+/// Same-named functions and methods in one module, as issue 12 found them:
+/// each body says which function ran. The store is an argument, so the same
+/// functions run on memory and on Redis.
+mod shop {
+    use std::marker::PhantomData;
+
+    use idempotent_core::{idempotent, Backend, Error};
+
+    pub struct Usd;
+    pub struct Eur;
+    pub struct Orders;
+    pub struct Subs<C>(pub PhantomData<C>);
+
+    #[idempotent(skip(store), backend = store)]
+    pub async fn cancel(store: &dyn Backend, id: u64) -> Result<String, Error> {
+        Ok(format!("cancel {id}"))
+    }
+
+    impl Orders {
+        #[idempotent(skip(store), backend = store)]
+        pub async fn cancel(&self, store: &dyn Backend, id: u64) -> Result<String, Error> {
+            Ok(format!("Orders::cancel {id}"))
+        }
+    }
+
+    impl<C> Subs<C> {
+        #[idempotent(skip(store), backend = store)]
+        pub async fn cancel(&self, store: &dyn Backend, id: u64) -> Result<String, Error> {
+            Ok(format!("Subs::cancel {id}"))
+        }
+    }
+
+    #[idempotent(skip(store), backend = store)]
+    pub async fn price<C>(store: &dyn Backend, id: u64) -> Result<String, Error> {
+        Ok(format!("{id} in {}", std::any::type_name::<C>()))
+    }
+}
+
+async fn same_named_functions_each_run(store: &dyn Backend) {
+    assert_eq!(shop::cancel(store, 1).await.unwrap(), "cancel 1");
+    assert_eq!(
+        shop::Orders.cancel(store, 1).await.unwrap(),
+        "Orders::cancel 1"
+    );
+    let subs = shop::Subs::<shop::Usd>(Default::default());
+    assert_eq!(subs.cancel(store, 1).await.unwrap(), "Subs::cancel 1");
+    // And each still replays its own record.
+    assert_eq!(
+        shop::Orders.cancel(store, 1).await.unwrap(),
+        "Orders::cancel 1"
+    );
+}
+
+async fn generic_instantiations_each_run(store: &dyn Backend) {
+    let usd = shop::price::<shop::Usd>(store, 1).await.unwrap();
+    let eur = shop::price::<shop::Eur>(store, 1).await.unwrap();
+    assert_eq!(usd, "1 in function_identity::shop::Usd");
+    assert_eq!(eur, "1 in function_identity::shop::Eur");
+}
+
+#[tokio::test]
+async fn a_free_function_and_same_named_methods_each_run() {
+    same_named_functions_each_run(&MemoryBackend::new()).await;
+}
+
+#[tokio::test]
+async fn each_instantiation_of_a_generic_function_runs() {
+    generic_instantiations_each_run(&MemoryBackend::new()).await;
+}
+
+#[tokio::test]
+async fn on_redis_each_function_and_instantiation_runs() {
+    let server = RedisServer::start();
+    let store = RedisBackend::connect(&server.url()).await.unwrap();
+    same_named_functions_each_run(&store).await;
+    generic_instantiations_each_run(&store).await;
+}
+
+/// Records the stored key of every claim, so a test can read the scope the
+/// macro chose. Only `pinned` uses it, so no other test's keys mix in.
+struct Recorder {
+    store: MemoryBackend,
+    keys: Mutex<Vec<String>>,
+}
+
+static RECORDER: LazyLock<Recorder> = LazyLock::new(|| Recorder {
+    store: MemoryBackend::new(),
+    keys: Mutex::new(Vec::new()),
+});
+
+#[async_trait]
+impl Backend for Recorder {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, BackendError> {
+        self.keys.lock().unwrap().push(key.to_owned());
+        self.store.claim(key, fingerprint, token, lease).await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        output: &[u8],
+        ttl: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        self.store.complete(key, token, output, ttl).await
+    }
+
+    async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
+        self.store.release(key, token).await
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        self.store.renew(key, token, lease).await
+    }
+
+    /// The memory store's operations finish at once: none is detached.
+    fn detached(&self) -> Option<std::sync::Arc<dyn Backend>> {
+        None
+    }
+}
+
+/// One function of each kind, all named `cancel` where Rust allows it, on
+/// the recording store.
+mod pinned {
+    use idempotent_core::{idempotent, Error};
+
+    use super::RECORDER;
+
+    pub struct Usd;
+    pub struct Eur;
+    pub struct Orders;
+    pub struct Subs<C>(pub C);
+
+    pub(crate) trait Cancel {
+        async fn cancel(&self) -> Result<(), Error>;
+
+        /// A default method: its scope names the implementing type.
+        #[idempotent(backend = &*RECORDER)]
+        async fn refund(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[idempotent(backend = &*RECORDER)]
+    pub async fn cancel() -> Result<(), Error> {
+        Ok(())
+    }
+
+    #[idempotent(backend = &*RECORDER)]
+    pub async fn price<C>() -> Result<(), Error> {
+        Ok(())
+    }
+
+    impl Orders {
+        #[idempotent(backend = &*RECORDER)]
+        pub async fn cancel(&self) -> Result<(), Error> {
+            Ok(())
+        }
+
+        #[idempotent(backend = &*RECORDER)]
+        pub async fn make() -> Result<(), Error> {
+            Ok(())
+        }
+
+        #[idempotent(backend = &*RECORDER)]
+        pub async fn note<'a>(&'a self, text: &'a str) -> Result<(), Error> {
+            let _ = text;
+            Ok(())
+        }
+    }
+
+    impl<C> Subs<C> {
+        #[idempotent(backend = &*RECORDER)]
+        pub async fn cancel(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    impl Cancel for Usd {
+        #[idempotent(backend = &*RECORDER)]
+        async fn cancel(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    pub mod nested {
+        pub mod deeper {
+            use idempotent_core::{idempotent, Error};
+
+            use crate::RECORDER;
+
+            #[idempotent(backend = &*RECORDER)]
+            pub async fn cancel() -> Result<(), Error> {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The exact default scopes on the pinned toolchain (rust-toolchain.toml).
+///
+/// They come from `core::any::type_name`, whose text Rust does not promise
+/// to keep across compiler versions. This test documents what the stored
+/// keys rely on: if a new compiler fails it, stored records would move to
+/// new keys (retries would run again once), so read the release notes and
+/// give long-lived functions an explicit `scope = "..."` before upgrading.
+#[tokio::test]
+async fn pinned() {
+    use pinned::*;
+
+    cancel().await.unwrap();
+    Orders.cancel().await.unwrap();
+    Subs(Usd).cancel().await.unwrap();
+    price::<Usd>().await.unwrap();
+    price::<Eur>().await.unwrap();
+    Cancel::cancel(&Usd).await.unwrap();
+    Usd.refund().await.unwrap();
+    Orders::make().await.unwrap();
+    Orders.note("lifetimes are erased").await.unwrap();
+    nested::deeper::cancel().await.unwrap();
+
+    let scopes: Vec<String> = RECORDER
+        .keys
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|key| key.rsplit_once(':').unwrap().0.to_owned())
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            "function_identity::pinned::cancel",
+            "function_identity::pinned::Orders::cancel",
+            "function_identity::pinned::Subs<function_identity::pinned::Usd>::cancel",
+            "function_identity::pinned::price<function_identity::pinned::Usd>",
+            "function_identity::pinned::price<function_identity::pinned::Eur>",
+            "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::cancel",
+            "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::refund",
+            "function_identity::pinned::Orders::make",
+            "function_identity::pinned::Orders::note",
+            "function_identity::pinned::nested::deeper::cancel",
+        ]
+    );
+}
+
+/// `scope = "..."` still pins the scope, whatever the function's identity:
+/// two functions that name the same scope share records on purpose.
+mod renamed {
+    use idempotent_core::{idempotent, Error};
+
+    #[idempotent(scope = "billing::refund")]
+    pub async fn refund(id: u64) -> Result<String, Error> {
+        Ok(format!("refund {id}"))
+    }
+
+    #[idempotent(scope = "billing::refund")]
+    pub async fn refund_v2(id: u64) -> Result<String, Error> {
+        Ok(format!("refund_v2 {id}"))
+    }
+}
+
+#[tokio::test]
+async fn an_explicit_scope_is_kept() {
+    assert_eq!(renamed::refund(7).await.unwrap(), "refund 7");
+    assert_eq!(renamed::refund_v2(7).await.unwrap(), "refund 7");
+}
