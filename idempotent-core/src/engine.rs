@@ -80,13 +80,7 @@ where
             options: &options,
             key: &key,
         };
-        let mut guard = CallGuard::new(
-            &backend,
-            &options.scope,
-            &key,
-            FencingToken::generate(),
-            options.ttl,
-        );
+        let mut guard = call.guard();
         let claimed_at = match call.acquire::<R, P>(&fingerprint, &mut guard).await {
             Ok(claimed_at) => claimed_at,
             Err(answer) => return answer,
@@ -168,13 +162,7 @@ where
             options: &options,
             key: &key,
         };
-        let mut guard = CallGuard::new(
-            &backend,
-            &options.scope,
-            &key,
-            FencingToken::generate(),
-            options.ttl,
-        );
+        let mut guard = call.guard();
         let claimed_at = match call
             .acquire::<Result<T, E>, ReleaseErrors>(&fingerprint, &mut guard)
             .await
@@ -211,9 +199,20 @@ struct Claimed<'a, B: ?Sized> {
     key: &'a str,
 }
 
-impl<B: Backend + ?Sized> Claimed<'_, B> {
+impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
     fn scope(&self) -> &str {
         &self.options.scope
+    }
+
+    /// The guard of this call's claim, under a token of its own.
+    fn guard(&self) -> CallGuard<'a, B> {
+        CallGuard::new(
+            self.backend,
+            &self.options.scope,
+            self.key,
+            FencingToken::generate(),
+            self.options.ttl,
+        )
     }
 
     /// Claims the key, replaying or waiting as the decision table says.

@@ -28,7 +28,7 @@ use support::Runs;
 use tokio::sync::{mpsc, oneshot};
 
 const SCOPE: &str = "tests::redis_faults";
-/// The scope of the `stall-worker` binary (tests/bin/stall_worker.rs).
+/// The scope of the `stall-worker` binary (src/bin/stall_worker.rs).
 const STALL_SCOPE: &str = "tests::redis_faults::stall";
 const LEASE: Duration = Duration::from_secs(1);
 /// How long a killed server stays down before a restart that the call should

@@ -1,6 +1,6 @@
 //! Soak: exactly once through real server crashes.
 //!
-//! Four worker processes (`tests/bin/soak_worker.rs`), each with its own
+//! Four worker processes (`src/bin/soak_worker.rs`), each with its own
 //! `RedisBackend`, make 1500 paced calls each over the same 300 keys on one
 //! private redis-server with `appendfsync always`, while this test kills it
 //! (SIGKILL) and restarts it on the same port and data 5 to 8 times at random
