@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use idempotent_bench::{payload, request, serialize_and_hash, ChargeRequest, Receipt};
-use idempotent_core::{idempotent, Error, Fingerprint, Idempotency, MemoryBackend};
+use idempotent_core::backend::Fingerprint;
+use idempotent_core::{idempotent, Error, Idempotency, MemoryBackend};
 
 async fn plain(req: ChargeRequest) -> Result<Receipt, Error> {
     Ok(Receipt {

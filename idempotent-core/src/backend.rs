@@ -1,5 +1,13 @@
-//! The storage contract: four atomic single-key operations, a wait hint, and
-//! a handle for work that outlives a dropped call.
+//! For store authors: the storage contract ([`Backend`]: four atomic
+//! single-key operations, a wait hint, and a handle for work that outlives a
+//! dropped call), what its operations answer, the stored-result format, and
+//! the committing mode for stores that write a record in the body's own
+//! transaction.
+//!
+//! An application only names [`Backend`] (re-exported at the crate root, as
+//! in `Arc<dyn Backend>`); the rest of this module is for crates that
+//! implement a store. Run the store contract on a new store with the
+//! `idempotent-conformance` crate.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +16,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{BackendError, Fingerprint};
+pub use crate::commit::{Commit, Settled};
+pub use crate::envelope::stored_result;
+pub use crate::error::{BackendError, BackendErrorKind};
+pub use crate::fingerprint::Fingerprint;
+pub use crate::phase::release_in_background;
 
 /// Identifies one claim of one key. Complete, release and renew succeed only
 /// with the token of the claim currently stored, so a holder whose lease

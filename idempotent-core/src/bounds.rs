@@ -1,7 +1,8 @@
 //! The trait bounds of an idempotent call, each with a diagnostic that says
-//! what to write instead. The `#[idempotent]` macro points them at the user's
-//! return type or argument, so a missing bound reads as advice, not as a
-//! failure inside generated code.
+//! what to write instead. The `#[idempotent]` macro points them at the
+//! user's return type or argument, so a missing bound reads as advice, not as
+//! a failure inside generated code. Hidden from the docs and sealed: they
+//! name what the attribute requires, not something to implement.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,7 +16,7 @@ use crate::Error;
     label = "this must be `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_core::Error>`",
     note = "the `Ok` value is stored and replayed to retries; an `Err` releases the key so a retry runs again"
 )]
-pub trait IdempotentResult: Sized {
+pub trait IdempotentResult: Sized + sealed::Sealed {
     /// The success type, stored and replayed.
     type Ok: StorableOutput;
     /// The error type.
@@ -25,6 +26,14 @@ pub trait IdempotentResult: Sized {
     fn into_result(self) -> Result<Self::Ok, Self::Err>;
     /// Builds from the standard `Result`.
     fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
+}
+
+/// Only `Result` is an idempotent result; the other bounds are sealed by
+/// their blanket impls, which no other impl may overlap.
+mod sealed {
+    pub trait Sealed {}
+
+    impl<T, E> Sealed for Result<T, E> {}
 }
 
 impl<T: StorableOutput, E: FromIdempotencyError> IdempotentResult for Result<T, E> {

@@ -39,7 +39,7 @@ impl Commit<'_> {
 #[derive(Debug)]
 pub enum Settled<T, E> {
     /// The body's writes and the completed record (encoded with
-    /// [`stored_result::encode_ok`](crate::stored_result::encode_ok))
+    /// [`stored_result::encode_ok`](crate::backend::stored_result::encode_ok))
     /// committed together.
     Committed(T),
     /// The body returned `Err`; nothing was committed.

@@ -771,7 +771,7 @@ pub async fn stale_token_is_fenced_after_takeover<B: Backend + ?Sized>(backend: 
     check.expect_cas("release with the stale token", released, CasOutcome::Fenced);
     let renewed = check.renew(&key, old, LEASE).await;
     check.expect_cas("renew with the stale token", renewed, CasOutcome::Fenced);
-    crate::release_in_background(backend, "conformance", &key, old);
+    crate::backend::release_in_background(backend, "conformance", &key, old);
     // A network store releases in the background: give it time to do harm.
     sleep(Duration::from_millis(300)).await;
     check
@@ -1510,7 +1510,7 @@ pub async fn release_in_background_releases<B: Backend + ?Sized>(backend: &B) {
         .expect_fresh("claim of an absent key", &key, &a, LONG_LEASE)
         .await;
     let start = Instant::now();
-    crate::release_in_background(backend, "conformance", &key, token);
+    crate::backend::release_in_background(backend, "conformance", &key, token);
     loop {
         match check
             .claim(&key, &a, FencingToken::generate(), LONG_LEASE)
@@ -1616,7 +1616,7 @@ pub async fn a_claim_sent_twice_is_acquired<B: Backend + ?Sized>(backend: &B) {
 }
 
 /// The marker the runtime stores for a body whose result could not be
-/// stored ([`stored_result::NOT_STORED_LEN`](crate::stored_result::NOT_STORED_LEN)
+/// stored ([`stored_result::NOT_STORED_LEN`](crate::backend::stored_result::NOT_STORED_LEN)
 /// bytes) is accepted by a store configured with its smallest output limit
 /// (`limit`, which must be at least
 /// [`MIN_OUTPUT_LIMIT`](crate::limits::MIN_OUTPUT_LIMIT)): the key then
@@ -1641,7 +1641,7 @@ pub async fn not_stored_marker_fits_the_smallest_limit<B: Backend + ?Sized>(
     let token = check
         .expect_fresh("claim of an absent key", &key, &a, LONG_LEASE)
         .await;
-    let marker = crate::stored_result::not_stored_marker();
+    let marker = crate::backend::stored_result::not_stored_marker();
     let completed = check.complete(&key, token, &marker, TTL).await;
     check.expect_cas("complete with the marker", completed, CasOutcome::Applied);
     check

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
 use crate::commit::{Commit, Settled};
-use crate::envelope::{self, Stored};
+use crate::envelope::{self, Decoded};
 use crate::lease::{run_renewing, run_renewing_or_stop, Holder};
 use crate::limits;
 use crate::phase::{CallGuard, Phase};
@@ -474,9 +474,9 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
         P: ErrorPolicy<R::Err>,
     {
         let decoded = envelope::decode(output).and_then(|stored| match stored {
-            Stored::Ok(payload) => envelope::decode_payload(payload).map(Ok),
-            Stored::Err(payload) => P::decode(payload).map(Err),
-            Stored::Lost(reason) => Ok(Err(Error::ResultNotStored {
+            Decoded::Ok(payload) => envelope::decode_payload(payload).map(Ok),
+            Decoded::Err(payload) => P::decode(payload).map(Err),
+            Decoded::NotStored(reason) => Ok(Err(Error::ResultNotStored {
                 reason: reason.to_owned(),
             }
             .into())),

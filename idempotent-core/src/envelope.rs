@@ -17,10 +17,10 @@ const NOT_STORED: u8 = b'N';
 
 /// A decoded envelope, borrowing its payload.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stored<'a> {
+pub(crate) enum Decoded<'a> {
     Ok(&'a [u8]),
     Err(&'a [u8]),
-    Lost(&'a str),
+    NotStored(&'a str),
 }
 
 /// What a not-stored marker says: its reason code, or the free text the
@@ -87,11 +87,11 @@ fn encode<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>, serde_js
     Ok(bytes)
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Stored<'_>, CodecError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, CodecError> {
     match bytes {
-        [VERSION, OK, payload @ ..] => Ok(Stored::Ok(payload)),
-        [VERSION, ERR, payload @ ..] => Ok(Stored::Err(payload)),
-        [VERSION, NOT_STORED, reason @ ..] => Ok(Stored::Lost(lost_reason(reason))),
+        [VERSION, OK, payload @ ..] => Ok(Decoded::Ok(payload)),
+        [VERSION, ERR, payload @ ..] => Ok(Decoded::Err(payload)),
+        [VERSION, NOT_STORED, reason @ ..] => Ok(Decoded::NotStored(lost_reason(reason))),
         [version, ..] if *version != VERSION => Err(CodecError::new(format!(
             "the stored result has encoding version {version}, this build reads version {VERSION}"
         ))),
@@ -116,7 +116,7 @@ pub mod stored_result {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
-    use super::{NotStored, Stored};
+    use super::{Decoded, NotStored};
     use crate::Error;
 
     /// The length of a not-stored marker, whatever its reason: every store
@@ -140,12 +140,12 @@ pub mod stored_result {
     /// a body whose result could not be stored.
     pub fn decode_ok<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         match super::decode(bytes).map_err(Error::Codec)? {
-            Stored::Ok(payload) => super::decode_payload(payload).map_err(Error::Codec),
-            Stored::Err(_) => Err(Error::Codec(crate::CodecError::new(
+            Decoded::Ok(payload) => super::decode_payload(payload).map_err(Error::Codec),
+            Decoded::Err(_) => Err(Error::Codec(crate::CodecError::new(
                 "the stored record holds a cached error (`cache_err`), which this call does \
                  not replay",
             ))),
-            Stored::Lost(reason) => Err(Error::ResultNotStored {
+            Decoded::NotStored(reason) => Err(Error::ResultNotStored {
                 reason: reason.to_owned(),
             }),
         }
@@ -159,20 +159,26 @@ mod tests {
     #[test]
     fn round_trips_each_kind() {
         let ok = encode_ok(&vec![1, 2]).unwrap();
-        assert_eq!(decode(&ok).unwrap(), Stored::Ok(b"[1,2]"));
+        assert_eq!(decode(&ok).unwrap(), Decoded::Ok(b"[1,2]"));
         let err = encode_err("declined").unwrap();
-        assert_eq!(decode(&err).unwrap(), Stored::Err(b"\"declined\""));
+        assert_eq!(decode(&err).unwrap(), Decoded::Err(b"\"declined\""));
         for reason in [NotStored::TooLarge, NotStored::Unserializable] {
             let marker = encode_not_stored(reason);
             assert_eq!(marker.len(), NOT_STORED_LEN);
-            assert_eq!(decode(&marker).unwrap(), Stored::Lost(reason.describe()));
+            assert_eq!(
+                decode(&marker).unwrap(),
+                Decoded::NotStored(reason.describe())
+            );
         }
         // Markers of earlier builds carried their reason as text.
         assert_eq!(
             decode(b"\x01Ntoo large").unwrap(),
-            Stored::Lost("too large")
+            Decoded::NotStored("too large")
         );
-        assert_eq!(decode(b"\x01N?").unwrap(), Stored::Lost("reason unknown"));
+        assert_eq!(
+            decode(b"\x01N?").unwrap(),
+            Decoded::NotStored("reason unknown")
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod backend;
+pub mod backend;
 mod bounds;
 mod canonical;
 mod commit;
@@ -76,17 +76,17 @@ mod token;
 // The macro's expansion names `::idempotent_core`, also in this crate's tests.
 extern crate self as idempotent_core;
 
-pub use crate::backend::{Backend, CasOutcome, ClaimOutcome, FencingToken};
+pub use crate::backend::Backend;
+#[doc(hidden)]
 pub use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
-pub use crate::commit::{Commit, Settled};
 pub use crate::default_backend::{default_backend, set_default_backend, DefaultBackendAlreadySet};
-pub use crate::envelope::stored_result;
 pub use crate::error::{BackendError, BackendErrorKind, CodecError, Error};
-pub use crate::fingerprint::Fingerprint;
 pub use crate::memory::MemoryBackend;
-pub use crate::phase::release_in_background;
 pub use crate::runtime::{Call, Idempotency, DEFAULT_LEASE, DEFAULT_SCOPE, DEFAULT_TTL};
 pub use crate::stats::{stats, Stats};
+
+// Store-author items, public in `backend`, used unqualified inside the crate.
+pub(crate) use crate::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 
 /// Makes an `async fn` idempotent: see the crate documentation.
 pub use idempotent_macros::idempotent;

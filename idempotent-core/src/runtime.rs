@@ -247,7 +247,7 @@ impl<B: Backend> Call<B> {
     /// store that writes the record in the same transaction as the body's
     /// own writes (the Postgres store's transactional mode), so both commit
     /// or neither does. `work` gets the record to write (`None` when the key
-    /// was `None`: no record) and says how it [`Settled`](crate::Settled).
+    /// was `None`: no record) and says how it [`Settled`](crate::backend::Settled).
     ///
     /// The engine claims, waits, replays and answers mismatches as for
     /// [`run`](Self::run); while `work` runs it renews the claim, and stops
@@ -255,7 +255,7 @@ impl<B: Backend> Call<B> {
     /// the claim lost; whenever nothing was committed it releases the key.
     pub fn run_committing<W, T, E>(self, work: W) -> impl Future<Output = Result<T, E>>
     where
-        W: AsyncFnOnce(Option<crate::Commit<'_>>) -> crate::Settled<T, E>,
+        W: AsyncFnOnce(Option<crate::backend::Commit<'_>>) -> crate::backend::Settled<T, E>,
         T: crate::StorableOutput,
         E: crate::FromIdempotencyError,
     {

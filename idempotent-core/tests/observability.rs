@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::NetworkStore;
-use idempotent_core::{Backend, Error, FencingToken, Idempotency, MemoryBackend};
+use idempotent_core::backend::FencingToken;
+use idempotent_core::{Backend, Error, Idempotency, MemoryBackend};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};

@@ -51,7 +51,7 @@ impl Serialize for Octets<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idempotent_core::Fingerprint;
+    use idempotent_core::backend::Fingerprint;
 
     fn fingerprint(uri: &str, method: &str, tenant: Option<&str>, body: &[u8]) -> Fingerprint {
         let mut request = http::Request::builder().method(method).uri(uri);

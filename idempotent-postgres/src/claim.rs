@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use idempotent_core::{BackendError, BackendErrorKind, ClaimOutcome, FencingToken};
+use idempotent_core::backend::{ClaimOutcome, FencingToken};
+use idempotent_core::{BackendError, BackendErrorKind};
 use tokio_postgres::Row;
 
 /// What one run of the claim statement says.

@@ -37,7 +37,7 @@
 //! - `transactional.rs`: [`Transactional`], claiming and answering;
 //!   `transactional/commit.rs`: the body's transaction and its commit;
 //!   `transactional/renewal.rs`: the lease upkeep meanwhile. Results are
-//!   written in the runtime's format (`idempotent_core::stored_result`).
+//!   written in the runtime's format (`idempotent_core::backend::stored_result`).
 //! - `error.rs`: driver errors as `BackendError`s.
 
 #![deny(missing_docs)]

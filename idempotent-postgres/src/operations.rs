@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idempotent_core::{
-    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{Backend, BackendError, BackendErrorKind};
 use tokio_postgres::types::ToSql;
 
 use crate::claim::{Answer, Returned};

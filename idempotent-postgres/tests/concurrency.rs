@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotent_core::{
-    Backend, CasOutcome, ClaimOutcome, Error, FencingToken, Fingerprint, Idempotency,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{Backend, Error, Idempotency};
 use idempotent_postgres::PostgresBackend;
 use support::TestDb;
 use tokio::sync::Barrier;
@@ -56,7 +55,10 @@ async fn race(backends: &[PostgresBackend], key: &str) -> Vec<ClaimOutcome> {
 }
 
 /// Checks one `Acquired { took_over }` and `RACERS - 1` `InProgress`.
-fn one_winner(outcomes: &[ClaimOutcome], took_over: bool) -> idempotent_core::FencingToken {
+fn one_winner(
+    outcomes: &[ClaimOutcome],
+    took_over: bool,
+) -> idempotent_core::backend::FencingToken {
     let winners: Vec<_> = outcomes
         .iter()
         .filter_map(|outcome| match outcome {

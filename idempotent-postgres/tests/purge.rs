@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::{Backend, CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::Backend;
 use idempotent_postgres::tokio_postgres::Client;
 use idempotent_postgres::PostgresBackend;
 use support::TestDb;

@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotent_core::{
-    idempotent, Backend, BackendErrorKind, CasOutcome, ClaimOutcome, Error, FencingToken,
-    Fingerprint,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{idempotent, Backend, BackendErrorKind, Error};
 use idempotent_postgres::deadpool_postgres::{Manager, Pool, Runtime};
 use idempotent_postgres::tokio_postgres::{self, NoTls};
 use idempotent_postgres::PostgresBackend;
@@ -25,7 +23,7 @@ fn fp(value: &str) -> Fingerprint {
     Fingerprint::of(value).unwrap()
 }
 
-async fn acquire(backend: &PostgresBackend, key: &str) -> idempotent_core::FencingToken {
+async fn acquire(backend: &PostgresBackend, key: &str) -> idempotent_core::backend::FencingToken {
     match backend
         .claim(key, &fp("a"), FencingToken::generate(), LONG)
         .await

@@ -1,23 +1,19 @@
-//! `RedisBackend`: the `Backend` contract on a Redis server.
+//! `RedisBackend`: the store, how it is built and configured. Its operations
+//! are in `operations.rs`, its errors in `error.rs`.
 
 use std::fmt;
-use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use idempotent_core::{
-    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
-};
+use idempotent_core::{BackendError, BackendErrorKind};
 use redis::aio::ConnectionManager;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
+use redis::Client;
 
 use crate::connection::{self, Connection};
-use crate::local_cache::{Cached, LocalCache};
-use crate::record::{self, Found};
-use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
+use crate::error::backend_error;
+use crate::local_cache::LocalCache;
 
 /// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
 pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
@@ -54,10 +50,10 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// the backend. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisBackend {
-    connection: Connection,
-    key_prefix: String,
-    max_output_bytes: usize,
-    local_cache: Option<Arc<LocalCache>>,
+    pub(crate) connection: Connection,
+    pub(crate) key_prefix: String,
+    pub(crate) max_output_bytes: usize,
+    pub(crate) local_cache: Option<Arc<LocalCache>>,
 }
 
 impl RedisBackend {
@@ -260,252 +256,6 @@ impl RedisBackend {
         record_key.push_str(key);
         record_key
     }
-
-    /// Runs `script` on the record of `key`: `EVALSHA`, and once more as
-    /// `EVAL` with the source when the server answers `NOSCRIPT` (it has not
-    /// cached the script: it is new, restarted or flushed, or a cluster node
-    /// that never ran it). Both are routed by the record key, so on a cluster
-    /// they reach the node that owns it and no other.
-    async fn invoke(
-        &self,
-        script: &LuaScript,
-        key: &str,
-        args: &[&[u8]],
-        operation: &str,
-    ) -> Result<Value, BackendError> {
-        self.invoke_at(script, &self.record_key(key), args, operation)
-            .await
-    }
-
-    async fn invoke_at(
-        &self,
-        script: &LuaScript,
-        record_key: &str,
-        args: &[&[u8]],
-        operation: &str,
-    ) -> Result<Value, BackendError> {
-        let command = |name: &str, script_arg: &str| {
-            let mut command = redis::cmd(name);
-            command.arg(script_arg).arg(1).arg(record_key);
-            for arg in args {
-                command.arg(*arg);
-            }
-            command
-        };
-        let mut connection = self.connection.handle();
-        let reply = match command("EVALSHA", script.sha1())
-            .query_async(&mut connection)
-            .await
-        {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                command("EVAL", script.source())
-                    .query_async(&mut connection)
-                    .await
-            }
-            reply => reply,
-        };
-        reply.map_err(|error| self.failed(record_key, error, operation))
-    }
-
-    fn failed(&self, record_key: &str, error: RedisError, operation: &str) -> BackendError {
-        if error.code() == Some("WRONGTYPE") {
-            return corrupt(
-                record_key,
-                operation,
-                "the value at this key is not a string",
-            );
-        }
-        self.connection.failed(&error);
-        backend_error(error, &format!("Redis {operation} failed"))
-    }
-
-    /// Sends the plain claim, `SET key claim NX GET PX 2*lease`, and with a
-    /// local cache the record's `PTTL` in the same round trip.
-    async fn send_claim(
-        &self,
-        key: &str,
-        claim: &[u8],
-        lease_ms: u64,
-    ) -> Result<(Value, Option<i64>), BackendError> {
-        let record_key = RecordKey {
-            prefix: &self.key_prefix,
-            key,
-        };
-        let mut command = redis::cmd("SET");
-        command
-            .arg(record_key)
-            .arg(claim)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(lease_ms.saturating_mul(2));
-        let mut connection = self.connection.handle();
-        let sent = if self.local_cache.is_some() {
-            let mut pipeline = redis::pipe();
-            pipeline.add_command(command).cmd("PTTL").arg(record_key);
-            pipeline
-                .query_async::<(Value, i64)>(&mut connection)
-                .await
-                .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
-        } else {
-            command
-                .query_async(&mut connection)
-                .await
-                .map(|reply| (reply, None))
-        };
-        sent.map_err(|error| {
-            if error
-                .detail()
-                .is_some_and(|detail| detail.contains("syntax error"))
-            {
-                BackendError::new(
-                    BackendErrorKind::Other,
-                    "Redis refused SET with both NX and GET: RedisBackend needs Redis 7.0 or newer (or Valkey)",
-                )
-                .with_source(error)
-            } else {
-                self.failed(&self.record_key(key), error, "claim")
-            }
-        })
-    }
-
-    /// The claim script, for a key found in progress by the plain claim.
-    async fn claim_with_script(
-        &self,
-        key: &str,
-        record_key: &str,
-        fingerprint: &Fingerprint,
-        token: FencingToken,
-        lease_arg: &[u8],
-    ) -> Result<ClaimOutcome, BackendError> {
-        let reply = self
-            .invoke_at(
-                &CLAIM,
-                record_key,
-                &[fingerprint.as_bytes(), &record::token_hex(token), lease_arg],
-                "claim",
-            )
-            .await?;
-        parse_claim(key, token, reply)
-    }
-
-    async fn compare_and_set(
-        &self,
-        script: &LuaScript,
-        key: &str,
-        args: &[&[u8]],
-        operation: &str,
-    ) -> Result<CasOutcome, BackendError> {
-        match self.invoke(script, key, args, operation).await? {
-            Value::Int(1) => Ok(CasOutcome::Applied),
-            Value::Int(0) => Ok(CasOutcome::Fenced),
-            other => Err(unexpected(key, operation, &other)),
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for RedisBackend {
-    async fn claim(
-        &self,
-        key: &str,
-        fingerprint: &Fingerprint,
-        token: FencingToken,
-        lease: Duration,
-    ) -> Result<ClaimOutcome, BackendError> {
-        if let Some(cache) = &self.local_cache {
-            match cache.get(key, fingerprint) {
-                Some(Cached::Completed(output)) => return Ok(ClaimOutcome::Completed { output }),
-                Some(Cached::Mismatch) => return Ok(ClaimOutcome::Mismatch),
-                None => {}
-            }
-        }
-        let lease_ms = millis(lease);
-        let claim = record::claim(fingerprint, token, lease_ms);
-        let sent_at = Instant::now();
-        let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
-        let record_key = || self.record_key(key);
-        match reply {
-            Value::Nil => Ok(ClaimOutcome::Acquired {
-                token,
-                took_over: false,
-            }),
-            Value::BulkString(found) => match record::read(found, fingerprint, token) {
-                Ok(Found::Completed(output)) => {
-                    if let (Some(cache), Some(Ok(expires_in_ms))) =
-                        (&self.local_cache, expires_in_ms.map(u64::try_from))
-                    {
-                        let expires_in = Duration::from_millis(expires_in_ms);
-                        cache.insert(key, fingerprint, &output, sent_at, expires_in);
-                    }
-                    Ok(ClaimOutcome::Completed { output })
-                }
-                Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
-                // This claim, sent again (the transport retried it): the
-                // first one holds the key.
-                Ok(Found::Mine) => Ok(ClaimOutcome::Acquired {
-                    token,
-                    took_over: false,
-                }),
-                Ok(Found::InProgress) => {
-                    let lease_arg = &claim[record::HEADER_LEN..];
-                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
-                        .await
-                }
-                Err(reason) => Err(corrupt(&record_key(), "claim", &reason)),
-            },
-            other => Err(unexpected(&record_key(), "claim", &other)),
-        }
-    }
-
-    async fn complete(
-        &self,
-        key: &str,
-        token: FencingToken,
-        output: &[u8],
-        ttl: Duration,
-    ) -> Result<CasOutcome, BackendError> {
-        if output.len() > self.max_output_bytes {
-            return Err(BackendError::output_too_large(
-                output.len(),
-                self.max_output_bytes,
-                "RedisBackend::with_max_output_bytes",
-            ));
-        }
-        let token_arg = record::token_hex(token);
-        let ttl_arg = millis(ttl).to_string();
-        self.compare_and_set(
-            &COMPLETE,
-            key,
-            &[&token_arg, output, ttl_arg.as_bytes()],
-            "complete",
-        )
-        .await
-    }
-
-    async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
-        let token_arg = record::token_hex(token);
-        self.compare_and_set(&RELEASE, key, &[&token_arg], "release")
-            .await
-    }
-
-    async fn renew(
-        &self,
-        key: &str,
-        token: FencingToken,
-        lease: Duration,
-    ) -> Result<CasOutcome, BackendError> {
-        let token_arg = record::token_hex(token);
-        let lease_arg = millis(lease).to_string();
-        self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
-            .await
-    }
-
-    /// A clone: a shared handle on the same connection, so a dropped
-    /// call's release is sent after its claim on that one connection.
-    fn detached(&self) -> Option<Arc<dyn Backend>> {
-        Some(Arc::new(self.clone()))
-    }
 }
 
 impl fmt::Debug for RedisBackend {
@@ -517,103 +267,4 @@ impl fmt::Debug for RedisBackend {
             .field("local_cache", &self.local_cache.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// A record key written straight into a command, `{prefix}{key}`, without
-/// building the `String` first: the claim is on every call's path.
-#[derive(Clone, Copy)]
-struct RecordKey<'a> {
-    prefix: &'a str,
-    key: &'a str,
-}
-
-impl ToRedisArgs for RecordKey<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        let mut arg = out.writer_for_next_arg();
-        // Writing into the command's own buffer cannot fail.
-        let _ = arg.write_all(self.prefix.as_bytes());
-        let _ = arg.write_all(self.key.as_bytes());
-    }
-}
-
-/// Whole milliseconds, at least 1: Redis deletes a key given a zero expiry.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutcome, BackendError> {
-    let Value::Array(items) = &reply else {
-        return Err(unexpected(key, "claim", &reply));
-    };
-    match items.as_slice() {
-        [Value::Int(scripts::ACQUIRED), Value::Int(took_over)] => Ok(ClaimOutcome::Acquired {
-            token,
-            took_over: *took_over == 1,
-        }),
-        [Value::Int(scripts::IN_PROGRESS), Value::Int(remaining)] => Ok(ClaimOutcome::InProgress {
-            lease_remaining: Duration::from_millis(u64::try_from(*remaining).unwrap_or(0)),
-        }),
-        [Value::Int(scripts::COMPLETED), Value::BulkString(output)] => {
-            Ok(ClaimOutcome::Completed {
-                output: output.clone(),
-            })
-        }
-        [Value::Int(scripts::MISMATCH)] => Ok(ClaimOutcome::Mismatch),
-        _ => Err(unexpected(key, "claim", &reply)),
-    }
-}
-
-/// A reply no command of this crate gives for a record it wrote: the corrupt
-/// marker of a script, or anything else.
-fn unexpected(key: &str, operation: &str, reply: &Value) -> BackendError {
-    let reason = match reply {
-        Value::Array(items) => match items.as_slice() {
-            [Value::Int(scripts::CORRUPT), Value::BulkString(reason)] => {
-                String::from_utf8_lossy(reason).into_owned()
-            }
-            _ => format!("unexpected reply {reply:?}"),
-        },
-        _ => format!("unexpected reply {reply:?}"),
-    };
-    corrupt(key, operation, &reason)
-}
-
-fn corrupt(key: &str, operation: &str, reason: &str) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::Corrupt,
-        format!("Redis {operation} at {key:?}: {reason} (the key holds data this library did not write)"),
-    )
-}
-
-fn backend_error(error: RedisError, context: &str) -> BackendError {
-    let kind = if is_unavailable(&error) {
-        BackendErrorKind::Unavailable
-    } else {
-        BackendErrorKind::Other
-    };
-    BackendError::new(kind, context).with_source(error)
-}
-
-/// The server, or the part of a cluster that owns the key, is down, hung,
-/// unreachable, or busy changing hands; once it is back, the same call works.
-fn is_unavailable(error: &RedisError) -> bool {
-    error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || matches!(
-            error.kind(),
-            ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::ClusterDown
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::Moved
-                        | ServerErrorKind::Ask
-                        | ServerErrorKind::ReadOnly
-                )
-        )
 }

@@ -81,7 +81,9 @@
 
 mod backend;
 mod connection;
+mod error;
 mod local_cache;
+mod operations;
 mod record;
 mod scripts;
 

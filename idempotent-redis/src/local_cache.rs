@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use idempotent_core::Fingerprint;
+use idempotent_core::backend::Fingerprint;
 
 /// What a cache lookup found.
 #[derive(Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@
 
 use std::io::Write as _;
 
-use idempotent_core::{FencingToken, Fingerprint};
+use idempotent_core::backend::{FencingToken, Fingerprint};
 
 /// The format's name and version, the first bytes of every record.
 pub(crate) const MAGIC: &[u8] = b"idem1";

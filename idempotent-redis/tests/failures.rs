@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use idempotent_core::{Backend, BackendErrorKind, Error, FencingToken, Idempotency};
+use idempotent_core::backend::FencingToken;
+use idempotent_core::{Backend, BackendErrorKind, Error, Idempotency};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
 
@@ -188,7 +189,7 @@ async fn a_corrupt_value_at_a_record_key_is_an_error_and_the_body_does_not_run()
 async fn completing_releasing_or_renewing_over_a_foreign_value_is_an_error() {
     let server = RedisServer::start();
     let store = RedisBackend::connect(&server.url()).await.unwrap();
-    let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
+    let fingerprint = idempotent_core::backend::Fingerprint::of(&1).unwrap();
     let lease = Duration::from_secs(30);
     for (what, value) in [
         (
@@ -208,7 +209,7 @@ async fn completing_releasing_or_renewing_over_a_foreign_value_is_an_error() {
         ),
     ] {
         let _: redis::Value = server.query(redis::cmd("DEL").arg(store.record_key("k")));
-        let idempotent_core::ClaimOutcome::Acquired { token, .. } = store
+        let idempotent_core::backend::ClaimOutcome::Acquired { token, .. } = store
             .claim("k", &fingerprint, FencingToken::generate(), lease)
             .await
             .unwrap()
@@ -249,7 +250,7 @@ async fn every_key_written_expires_and_records_live_under_the_prefix() {
         .await
         .unwrap()
         .with_key_prefix("shop:idem:");
-    let fingerprint = idempotent_core::Fingerprint::of(&1).unwrap();
+    let fingerprint = idempotent_core::backend::Fingerprint::of(&1).unwrap();
     let lease = Duration::from_secs(30);
     let claimed = store
         .claim("in-progress", &fingerprint, FencingToken::generate(), lease)
@@ -257,7 +258,7 @@ async fn every_key_written_expires_and_records_live_under_the_prefix() {
         .unwrap();
     assert!(matches!(
         claimed,
-        idempotent_core::ClaimOutcome::Acquired { .. }
+        idempotent_core::backend::ClaimOutcome::Acquired { .. }
     ));
     charge(&store, "completed").await.unwrap();
 

@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::{idempotent, Error, FencingToken, Idempotency, MemoryBackend};
+use idempotent_core::backend::FencingToken;
+use idempotent_core::{idempotent, Error, Idempotency, MemoryBackend};
 use serde::{Deserialize, Serialize};
 use support::Runs;
 
@@ -106,7 +107,8 @@ async fn expired_claim_with_same_arguments_is_taken_over() {
     let prepared = idempotency().prepare("a", &input);
     let key = prepared.stored_key().unwrap().to_owned();
     let crashed = *prepared.fingerprint().unwrap();
-    use idempotent_core::{Backend, ClaimOutcome};
+    use idempotent_core::backend::ClaimOutcome;
+    use idempotent_core::Backend;
     let claimed = store
         .claim(
             &key,

@@ -6,10 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::{
-    idempotent, Backend, BackendErrorKind, ClaimOutcome, Error, FencingToken, Idempotency,
-    MemoryBackend,
-};
+use idempotent_core::backend::{ClaimOutcome, FencingToken};
+use idempotent_core::{idempotent, Backend, BackendErrorKind, Error, Idempotency, MemoryBackend};
 use support::Runs;
 
 #[tokio::test(start_paused = true)]

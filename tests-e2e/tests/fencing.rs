@@ -6,10 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotent_core::{
-    idempotent, Backend, CasOutcome, ClaimOutcome, Error, FencingToken, Fingerprint, Idempotency,
-    MemoryBackend,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{idempotent, Backend, Error, Idempotency, MemoryBackend};
 use support::Runs;
 
 #[idempotent(key = order, skip(runs), scope = "tests::long_body", lease = "1s")]

@@ -6,9 +6,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idempotent_core::{
-    Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint, MemoryBackend,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{Backend, BackendError, MemoryBackend};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
 

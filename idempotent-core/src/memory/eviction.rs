@@ -537,7 +537,7 @@ mod tests {
             BackendErrorKind::Capacity
         );
         // The runtime's "not stored" marker is one such output.
-        let marker = crate::stored_result::not_stored_marker();
+        let marker = crate::backend::stored_result::not_stored_marker();
         assert!(marker.len() <= CLAIM_RESERVE);
         for (key, token) in ["a", "b", "c"].into_iter().zip(tokens) {
             assert_eq!(

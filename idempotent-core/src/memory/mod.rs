@@ -491,7 +491,7 @@ mod tests {
             let backend = Arc::clone(&backend);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                crate::release_in_background(&*backend, "tests", "k", token);
+                crate::backend::release_in_background(&*backend, "tests", "k", token);
             })
         };
         let start = Instant::now();

@@ -510,7 +510,7 @@ mod tests {
     async fn release_in_background_releases_at_once() {
         let backend = MemoryBackend::new();
         let token = acquire(&backend, "k", LEASE).await;
-        crate::release_in_background(&backend, "tests", "k", token);
+        crate::backend::release_in_background(&backend, "tests", "k", token);
         assert!(backend.is_empty());
         acquire(&backend, "k", LEASE).await;
     }
@@ -605,7 +605,7 @@ mod tests {
             CasOutcome::Fenced
         );
         assert_eq!(backend.release("k", old).await.unwrap(), CasOutcome::Fenced);
-        crate::release_in_background(&backend, "tests", "k", old);
+        crate::backend::release_in_background(&backend, "tests", "k", old);
         assert_eq!(
             backend
                 .claim("k", &fp(1), FencingToken::generate(), LEASE)

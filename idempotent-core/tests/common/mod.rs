@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idempotent_core::{
-    Backend, BackendError, BackendErrorKind, CasOutcome, ClaimOutcome, FencingToken, Fingerprint,
-    MemoryBackend,
-};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{Backend, BackendError, BackendErrorKind, MemoryBackend};
 use tokio::sync::oneshot;
 
 /// A store as a network store behaves: each operation is sent to a server

@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use idempotent_core::{BackendError, CasOutcome, ClaimOutcome, Error, FencingToken, Fingerprint};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{BackendError, Error};
 use tokio::time::Instant;
 
 use super::faulty::{Applied, Observer};

@@ -1,9 +1,8 @@
 //! The transaction of a claimed call: the body, then the completion and the
 //! commit, and how each way it can end settles the call.
 
-use idempotent_core::{
-    stored_result, BackendError, BackendErrorKind, CasOutcome, CodecError, Commit, Error, Settled,
-};
+use idempotent_core::backend::{stored_result, CasOutcome, Commit, Settled};
+use idempotent_core::{BackendError, BackendErrorKind, CodecError, Error};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};

@@ -1,0 +1,299 @@
+//! The `Backend` operations of `RedisBackend`: one command or one script on
+//! one key each, and how their replies are read.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::{Backend, BackendError, BackendErrorKind};
+use redis::{ErrorKind, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
+
+use crate::error::{corrupt, unexpected};
+use crate::local_cache::Cached;
+use crate::record::{self, Found};
+use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
+use crate::RedisBackend;
+
+impl RedisBackend {
+    /// Runs `script` on the record of `key`: `EVALSHA`, and once more as
+    /// `EVAL` with the source when the server answers `NOSCRIPT` (it has not
+    /// cached the script: it is new, restarted or flushed, or a cluster node
+    /// that never ran it). Both are routed by the record key, so on a cluster
+    /// they reach the node that owns it and no other.
+    async fn invoke(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<Value, BackendError> {
+        self.invoke_at(script, &self.record_key(key), args, operation)
+            .await
+    }
+
+    async fn invoke_at(
+        &self,
+        script: &LuaScript,
+        record_key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<Value, BackendError> {
+        let command = |name: &str, script_arg: &str| {
+            let mut command = redis::cmd(name);
+            command.arg(script_arg).arg(1).arg(record_key);
+            for arg in args {
+                command.arg(*arg);
+            }
+            command
+        };
+        let mut connection = self.connection.handle();
+        let reply = match command("EVALSHA", script.sha1())
+            .query_async(&mut connection)
+            .await
+        {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                command("EVAL", script.source())
+                    .query_async(&mut connection)
+                    .await
+            }
+            reply => reply,
+        };
+        reply.map_err(|error| self.failed(record_key, error, operation))
+    }
+
+    /// Sends the plain claim, `SET key claim NX GET PX 2*lease`, and with a
+    /// local cache the record's `PTTL` in the same round trip.
+    async fn send_claim(
+        &self,
+        key: &str,
+        claim: &[u8],
+        lease_ms: u64,
+    ) -> Result<(Value, Option<i64>), BackendError> {
+        let record_key = RecordKey {
+            prefix: &self.key_prefix,
+            key,
+        };
+        let mut command = redis::cmd("SET");
+        command
+            .arg(record_key)
+            .arg(claim)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(lease_ms.saturating_mul(2));
+        let mut connection = self.connection.handle();
+        let sent = if self.local_cache.is_some() {
+            let mut pipeline = redis::pipe();
+            pipeline.add_command(command).cmd("PTTL").arg(record_key);
+            pipeline
+                .query_async::<(Value, i64)>(&mut connection)
+                .await
+                .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
+        } else {
+            command
+                .query_async(&mut connection)
+                .await
+                .map(|reply| (reply, None))
+        };
+        sent.map_err(|error| {
+            if error
+                .detail()
+                .is_some_and(|detail| detail.contains("syntax error"))
+            {
+                BackendError::new(
+                    BackendErrorKind::Other,
+                    "Redis refused SET with both NX and GET: RedisBackend needs Redis 7.0 or newer (or Valkey)",
+                )
+                .with_source(error)
+            } else {
+                self.failed(&self.record_key(key), error, "claim")
+            }
+        })
+    }
+
+    /// The claim script, for a key found in progress by the plain claim.
+    async fn claim_with_script(
+        &self,
+        key: &str,
+        record_key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease_arg: &[u8],
+    ) -> Result<ClaimOutcome, BackendError> {
+        let reply = self
+            .invoke_at(
+                &CLAIM,
+                record_key,
+                &[fingerprint.as_bytes(), &record::token_hex(token), lease_arg],
+                "claim",
+            )
+            .await?;
+        parse_claim(key, token, reply)
+    }
+
+    async fn compare_and_set(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        args: &[&[u8]],
+        operation: &str,
+    ) -> Result<CasOutcome, BackendError> {
+        match self.invoke(script, key, args, operation).await? {
+            Value::Int(1) => Ok(CasOutcome::Applied),
+            Value::Int(0) => Ok(CasOutcome::Fenced),
+            other => Err(unexpected(key, operation, &other)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, BackendError> {
+        if let Some(cache) = &self.local_cache {
+            match cache.get(key, fingerprint) {
+                Some(Cached::Completed(output)) => return Ok(ClaimOutcome::Completed { output }),
+                Some(Cached::Mismatch) => return Ok(ClaimOutcome::Mismatch),
+                None => {}
+            }
+        }
+        let lease_ms = millis(lease);
+        let claim = record::claim(fingerprint, token, lease_ms);
+        let sent_at = Instant::now();
+        let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
+        let record_key = || self.record_key(key);
+        match reply {
+            Value::Nil => Ok(ClaimOutcome::Acquired {
+                token,
+                took_over: false,
+            }),
+            Value::BulkString(found) => match record::read(found, fingerprint, token) {
+                Ok(Found::Completed(output)) => {
+                    if let (Some(cache), Some(Ok(expires_in_ms))) =
+                        (&self.local_cache, expires_in_ms.map(u64::try_from))
+                    {
+                        let expires_in = Duration::from_millis(expires_in_ms);
+                        cache.insert(key, fingerprint, &output, sent_at, expires_in);
+                    }
+                    Ok(ClaimOutcome::Completed { output })
+                }
+                Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
+                // This claim, sent again (the transport retried it): the
+                // first one holds the key.
+                Ok(Found::Mine) => Ok(ClaimOutcome::Acquired {
+                    token,
+                    took_over: false,
+                }),
+                Ok(Found::InProgress) => {
+                    let lease_arg = &claim[record::HEADER_LEN..];
+                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
+                        .await
+                }
+                Err(reason) => Err(corrupt(&record_key(), "claim", &reason)),
+            },
+            other => Err(unexpected(&record_key(), "claim", &other)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        output: &[u8],
+        ttl: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        if output.len() > self.max_output_bytes {
+            return Err(BackendError::output_too_large(
+                output.len(),
+                self.max_output_bytes,
+                "RedisBackend::with_max_output_bytes",
+            ));
+        }
+        let token_arg = record::token_hex(token);
+        let ttl_arg = millis(ttl).to_string();
+        self.compare_and_set(
+            &COMPLETE,
+            key,
+            &[&token_arg, output, ttl_arg.as_bytes()],
+            "complete",
+        )
+        .await
+    }
+
+    async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
+        let token_arg = record::token_hex(token);
+        self.compare_and_set(&RELEASE, key, &[&token_arg], "release")
+            .await
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<CasOutcome, BackendError> {
+        let token_arg = record::token_hex(token);
+        let lease_arg = millis(lease).to_string();
+        self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
+            .await
+    }
+
+    /// A clone: a shared handle on the same connection, so a dropped
+    /// call's release is sent after its claim on that one connection.
+    fn detached(&self) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// A record key written straight into a command, `{prefix}{key}`, without
+/// building the `String` first: the claim is on every call's path.
+#[derive(Clone, Copy)]
+struct RecordKey<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl ToRedisArgs for RecordKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
+    }
+}
+
+/// Whole milliseconds, at least 1: Redis deletes a key given a zero expiry.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutcome, BackendError> {
+    let Value::Array(items) = &reply else {
+        return Err(unexpected(key, "claim", &reply));
+    };
+    match items.as_slice() {
+        [Value::Int(scripts::ACQUIRED), Value::Int(took_over)] => Ok(ClaimOutcome::Acquired {
+            token,
+            took_over: *took_over == 1,
+        }),
+        [Value::Int(scripts::IN_PROGRESS), Value::Int(remaining)] => Ok(ClaimOutcome::InProgress {
+            lease_remaining: Duration::from_millis(u64::try_from(*remaining).unwrap_or(0)),
+        }),
+        [Value::Int(scripts::COMPLETED), Value::BulkString(output)] => {
+            Ok(ClaimOutcome::Completed {
+                output: output.clone(),
+            })
+        }
+        [Value::Int(scripts::MISMATCH)] => Ok(ClaimOutcome::Mismatch),
+        _ => Err(unexpected(key, "claim", &reply)),
+    }
+}
