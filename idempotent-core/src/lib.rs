@@ -56,8 +56,6 @@ mod bounds;
 mod canonical;
 mod commit;
 mod completion;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod default_backend;
 mod engine;
 mod envelope;

@@ -5,7 +5,7 @@ mod support;
 
 use support::TestDb;
 
-idempotent_core::conformance_tests!(|| async {
+idempotent_conformance::conformance_tests!(|| async {
     let db = TestDb::new();
     let backend = db.backend().await;
     (backend, db)
@@ -14,9 +14,9 @@ idempotent_core::conformance_tests!(|| async {
 /// The output limit is the store's own setting, so this rule runs by hand.
 #[test]
 fn an_output_over_the_configured_limit_is_too_large() {
-    idempotent_core::conformance::run("output_over_the_limit_is_too_large", async {
+    idempotent_conformance::run("output_over_the_limit_is_too_large", async {
         let db = TestDb::new();
         let backend = db.backend().await.with_max_output_bytes(1024);
-        idempotent_core::conformance::output_over_the_limit_is_too_large(&backend, 1024).await;
+        idempotent_conformance::outputs::output_over_the_limit_is_too_large(&backend, 1024).await;
     });
 }

@@ -43,13 +43,13 @@ async fn cluster_backend() -> (RedisBackend, Arc<RedisCluster>) {
     (backend, cluster)
 }
 
-idempotent_core::conformance_tests!(cluster_backend);
+idempotent_conformance::conformance_tests!(cluster_backend);
 
 #[test]
 fn an_output_over_the_configured_limit_is_too_large() {
-    idempotent_core::conformance::run("output_over_the_limit_is_too_large", async {
+    idempotent_conformance::run("output_over_the_limit_is_too_large", async {
         let (backend, _cluster) = cluster_backend().await;
         let backend = backend.with_max_output_bytes(1024);
-        idempotent_core::conformance::output_over_the_limit_is_too_large(&backend, 1024).await;
+        idempotent_conformance::outputs::output_over_the_limit_is_too_large(&backend, 1024).await;
     });
 }

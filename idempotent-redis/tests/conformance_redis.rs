@@ -3,7 +3,7 @@
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
 
-idempotent_core::conformance_tests!(|| async {
+idempotent_conformance::conformance_tests!(|| async {
     let server = RedisServer::start();
     let backend = RedisBackend::connect(&server.url())
         .await
@@ -13,12 +13,12 @@ idempotent_core::conformance_tests!(|| async {
 
 #[test]
 fn an_output_over_the_configured_limit_is_too_large() {
-    idempotent_core::conformance::run("output_over_the_limit_is_too_large", async {
+    idempotent_conformance::run("output_over_the_limit_is_too_large", async {
         let server = RedisServer::start();
         let backend = RedisBackend::connect(&server.url())
             .await
             .expect("connect")
             .with_max_output_bytes(1024);
-        idempotent_core::conformance::output_over_the_limit_is_too_large(&backend, 1024).await;
+        idempotent_conformance::outputs::output_over_the_limit_is_too_large(&backend, 1024).await;
     });
 }

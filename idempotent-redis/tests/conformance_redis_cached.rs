@@ -6,7 +6,7 @@ use std::time::Duration;
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
 
-idempotent_core::conformance_tests!(|| async {
+idempotent_conformance::conformance_tests!(|| async {
     let server = RedisServer::start();
     let backend = RedisBackend::connect(&server.url())
         .await

@@ -1,19 +1,24 @@
-//! The backend conformance suite, run on the in-process `MemoryBackend`.
+//! The backend conformance suite, run on the in-process `MemoryBackend`: the
+//! reference store, so this also checks the suite itself (its fixtures, the
+//! rules run by hand). Here rather than in idempotent-core's tests, so the
+//! core has no dev-dependency cycle through this crate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use idempotent_core::conformance::{self, ConformanceFixture};
+use idempotent_conformance::{
+    self as conformance, claim, concurrency, outputs, ConformanceFixture,
+};
 use idempotent_core::{Backend, MemoryBackend};
 
-idempotent_core::conformance_tests!(|| async { MemoryBackend::new() });
+idempotent_conformance::conformance_tests!(|| async { MemoryBackend::new() });
 
 /// The output limit is the store's own, so this rule is run by hand.
 #[test]
 fn output_over_the_limit_is_too_large() {
     conformance::run("output_over_the_limit_is_too_large", async {
         let backend = MemoryBackend::new().max_output_bytes(1024);
-        conformance::output_over_the_limit_is_too_large(&backend, 1024).await;
+        outputs::output_over_the_limit_is_too_large(&backend, 1024).await;
     });
 }
 
@@ -37,8 +42,8 @@ fn a_fixture_with_a_guard_keeps_it_alive() {
     conformance::run("a_fixture_with_a_guard_keeps_it_alive", async {
         let (backend, _guard) = fixture.into_parts();
         let backend = Arc::new(backend);
-        conformance::concurrent_claims_acquire_exactly_once(&backend).await;
-        conformance::completed_key_replays_its_output(&backend).await;
+        concurrency::concurrent_claims_acquire_exactly_once(&backend).await;
+        claim::completed_key_replays_its_output(&backend).await;
         assert!(
             !dropped.load(Ordering::SeqCst),
             "the guard outlives the checks"
@@ -56,6 +61,6 @@ fn not_stored_marker_fits_the_smallest_limit() {
     conformance::run("not_stored_marker_fits_the_smallest_limit", async {
         let backend = MemoryBackend::new().max_output_bytes(0);
         let limit = idempotent_core::limits::MIN_OUTPUT_LIMIT;
-        conformance::not_stored_marker_fits_the_smallest_limit(&backend, limit).await;
+        outputs::not_stored_marker_fits_the_smallest_limit(&backend, limit).await;
     });
 }
