@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use idempotent_postgres::tokio_postgres::{self, Transaction};
-use idempotent_postgres::PostgresBackend;
+use idempotency::postgres::tokio_postgres::{self, Transaction};
+use idempotency::postgres::PostgresBackend;
 use idempotent_test_support::postgres::PostgresServer;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ struct Order {
 #[derive(Debug, thiserror::Error)]
 enum OrderError {
     #[error(transparent)]
-    Idempotency(#[from] idempotent_core::Error),
+    Idempotency(#[from] idempotency::Error),
     #[error(transparent)]
     Database(#[from] tokio_postgres::Error),
     #[error("only {available} of {sku} in stock")]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotent_core::idempotent;
+use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
 
 /// The payment provider: counts real charges, and is slow like one.
@@ -44,7 +44,7 @@ struct Receipt {
 #[derive(Debug, thiserror::Error)]
 enum ChargeError {
     #[error(transparent)]
-    Idempotency(#[from] idempotent_core::Error),
+    Idempotency(#[from] idempotency::Error),
     #[allow(dead_code)]
     #[error("card declined")]
     Declined,

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use idempotent_core::idempotent;
-use idempotent_redis::RedisBackend;
+use idempotency::idempotent;
+use idempotency::redis::RedisBackend;
 use serde::{Deserialize, Serialize};
 
 #[derive(Default)]
@@ -37,7 +37,7 @@ struct Receipt {
 #[derive(Debug, thiserror::Error)]
 enum ChargeError {
     #[error(transparent)]
-    Idempotency(#[from] idempotent_core::Error),
+    Idempotency(#[from] idempotency::Error),
 }
 
 #[idempotent(

@@ -26,8 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use idempotent_core::idempotent;
-use idempotent_http::IdempotencyLayer;
+use idempotency::http::IdempotencyLayer;
+use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
 
 /// The account being credited, and how many credits really happened.
@@ -128,16 +128,16 @@ impl<S: Send + Sync> FromRequest<S> for GlobexEvent {
 #[derive(Debug, thiserror::Error)]
 enum WebhookError {
     #[error(transparent)]
-    Idempotency(#[from] idempotent_core::Error),
+    Idempotency(#[from] idempotency::Error),
 }
 
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let WebhookError::Idempotency(error) = self;
         let status = match error {
-            idempotent_core::Error::InProgress => StatusCode::CONFLICT,
-            idempotent_core::Error::PayloadMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            idempotent_core::Error::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            idempotency::Error::InProgress => StatusCode::CONFLICT,
+            idempotency::Error::PayloadMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            idempotency::Error::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // The same RFC 9457 shape as the layer's answers, with the generic
@@ -239,10 +239,10 @@ async fn choose_store() -> Result<String, Box<dyn std::error::Error>> {
     // A key prefix of its own per run, so a second run on the same Redis
     // starts from no history instead of replaying the first run's credits.
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let store = idempotent_redis::RedisBackend::connect(&url)
+    let store = idempotency::redis::RedisBackend::connect(&url)
         .await?
         .with_key_prefix(format!("webhook-example:{run}:"));
-    idempotent_core::set_default_backend(store)?;
+    idempotency::set_default_backend(store)?;
     Ok(format!("Redis at {url}"))
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, Path, Signature, TraitItemFn, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Path, ReceiverKind, Signature, TraitItemFn, Type};
 
 use crate::attr::{Args, DurationArg};
 use crate::signature::{self, Hashed};
@@ -56,13 +56,16 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     let ItemFn {
         attrs,
         vis,
+        modifiers,
         sig,
         block,
     } = function;
+    // `default fn` (specialization) is the only modifier syn parses today.
+    let defaultness = &modifiers.defaultness;
     let krate = args
         .krate
         .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::idempotent_core));
+        .unwrap_or_else(crate::runtime_crate::runtime_crate);
     // Generated locals are hygienic: a user argument called `call`, `key`,
     // `backend` or `output` can neither collide with nor see them.
     let call = Ident::new("__idempotent_call", Span::mixed_site());
@@ -150,7 +153,7 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
 
     quote! {
         #(#attrs)*
-        #vis #sig {
+        #vis #defaultness #sig {
             #detach
             let #store: &dyn #krate::Backend = #backend;
             let #call = #krate::Idempotency::new(#store)
@@ -199,9 +202,13 @@ fn split(duration: Duration) -> (u64, u32) {
 /// (`&mut self`, `self`, `mut self`, `self: Box<Self>`, ...).
 fn takes_self_exclusively(sig: &Signature) -> bool {
     match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) => {
-            !matches!(&*receiver.ty, Type::Reference(reference) if reference.mutability.is_none())
-        }
+        Some(FnArg::Receiver(receiver)) => match &receiver.kind {
+            ReceiverKind::Reference(_, _, mutability) => mutability.is_some(),
+            ReceiverKind::Typed(_, ty) => {
+                !matches!(&**ty, Type::Reference(reference) if reference.mutability.is_none())
+            }
+            _ => true,
+        },
         _ => false,
     }
 }

@@ -1,13 +1,11 @@
-//! The `#[idempotent]` attribute. Use it through `idempotent_core`, which
-//! re-exports it and documents it; this crate only parses, validates and
-//! expands into `idempotent_core`'s runtime API.
-
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod attr;
 mod errors;
 mod expand;
+mod runtime_crate;
 mod signature;
 
 use proc_macro::TokenStream;
@@ -17,7 +15,10 @@ use proc_macro::TokenStream;
 ///
 /// Options: `key = <expr>`, `skip(a, b)`, `scope = "name"`, `ttl = "24h"`,
 /// `lease = "30s"`, `wait = "10s"`, `require_key`, `cache_err`, `backend = <expr>`,
-/// `crate = "path"`. See `idempotent_core` for the full documentation.
+/// `crate = "path"`, each with its default in the options table of the
+/// `idempotency` crate docs. The runtime is named by the crate the caller
+/// depends on (`idempotent-core` or the `idempotency` facade, found in its
+/// `Cargo.toml`), or by `crate = "path"`.
 ///
 /// # The default scope
 ///
