@@ -224,9 +224,11 @@ impl RedisBackend {
     /// expiry (the server's remaining time, counted from before the request
     /// was sent), and at most `max_age`. Records are cached when a claim
     /// finds them completed; such a claim asks the server for the record's
-    /// remaining time in the same round trip (`SET .. NX GET` and `PTTL`,
-    /// pipelined). Keys include the scope, so one scope's record is never
-    /// served to another.
+    /// remaining time in the same round trip and the same transaction
+    /// (`MULTI`, `SET .. NX GET`, `PTTL`, `EXEC`), so the time is the found
+    /// record's own. Entries are keyed by the whole Redis key, key prefix and
+    /// scope included, so one scope's record is never served to another, nor
+    /// one prefix's to a clone with another prefix.
     ///
     /// `max_age` bounds how long a record deleted by hand, or forgotten by
     /// a server without persistence, keeps replaying in this process. The

@@ -85,9 +85,17 @@ impl RedisBackend {
             .arg(lease_ms.saturating_mul(2));
         let mut connection = self.connection.handle();
         let sent = if self.local_cache.is_some() {
-            let mut pipeline = redis::pipe();
-            pipeline.add_command(command).cmd("PTTL").arg(record_key);
-            pipeline
+            // In one transaction: pipelined alone, the record could expire
+            // and be claimed again between the two, and the cache would keep
+            // the old result for the new record's lifetime. Both name one
+            // key, so on a cluster they go to one master.
+            let mut transaction = redis::pipe();
+            transaction
+                .atomic()
+                .add_command(command)
+                .cmd("PTTL")
+                .arg(record_key);
+            transaction
                 .query_async::<(Value, i64)>(&mut connection)
                 .await
                 .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
@@ -98,9 +106,12 @@ impl RedisBackend {
                 .map(|reply| (reply, None))
         };
         sent.map_err(|error| {
+            // Inside a transaction the refusal comes back as its abort, which
+            // names the queued command's error in its text only.
             if error
                 .detail()
                 .is_some_and(|detail| detail.contains("syntax error"))
+                || error.to_string().contains("syntax error")
             {
                 BackendError::new(
                     BackendErrorKind::Other,
@@ -157,14 +168,20 @@ impl Backend for RedisBackend {
         token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        if let Some(cache) = &self.local_cache {
-            match cache.get(key, fingerprint) {
+        let lease_ms = millis(lease);
+        // Cached by the whole Redis key: clones with other key prefixes share
+        // the cache, and their records are other records.
+        let cached_as = self
+            .local_cache
+            .as_ref()
+            .map(|cache| (cache, self.record_key(key)));
+        if let Some((cache, record_key)) = &cached_as {
+            match cache.get(record_key, fingerprint) {
                 Some(Cached::Completed(output)) => return Ok(ClaimOutcome::Completed { output }),
                 Some(Cached::Mismatch) => return Ok(ClaimOutcome::Mismatch),
                 None => {}
             }
         }
-        let lease_ms = millis(lease);
         let claim = record::claim(fingerprint, token, lease_ms);
         let sent_at = Instant::now();
         let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
@@ -176,11 +193,11 @@ impl Backend for RedisBackend {
             }),
             Value::BulkString(found) => match record::read(found, fingerprint, token) {
                 Ok(Found::Completed(output)) => {
-                    if let (Some(cache), Some(Ok(expires_in_ms))) =
-                        (&self.local_cache, expires_in_ms.map(u64::try_from))
+                    if let (Some((cache, record_key)), Some(Ok(expires_in_ms))) =
+                        (&cached_as, expires_in_ms.map(u64::try_from))
                     {
                         let expires_in = Duration::from_millis(expires_in_ms);
-                        cache.insert(key, fingerprint, &output, sent_at, expires_in);
+                        cache.insert(record_key, fingerprint, &output, sent_at, expires_in);
                     }
                     Ok(ClaimOutcome::Completed { output })
                 }
