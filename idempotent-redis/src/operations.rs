@@ -314,3 +314,100 @@ fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutc
         _ => Err(unexpected(key, "claim", &reply)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use idempotent_test_support::RedisServer;
+
+    use super::*;
+
+    /// A claim of another caller whose lease ran out while its key lives on
+    /// (60 s held, 30 s left), so the claim script takes it over.
+    fn plant_expired_claim(server: &RedisServer, record_key: &str, fingerprint: &Fingerprint) {
+        let claim = record::claim(fingerprint, FencingToken::new(0xaa), 60_000);
+        let () = server.query(
+            redis::cmd("SET")
+                .arg(record_key)
+                .arg(claim)
+                .arg("PX")
+                .arg(30_000),
+        );
+    }
+
+    async fn script_sent_twice(store: &RedisBackend, plant: impl FnOnce(&str)) {
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        let key = "script:sent-twice";
+        let record_key = store.record_key(key);
+        plant(&record_key);
+        let token = FencingToken::generate();
+        let lease_arg = b"30000";
+        let first = store
+            .claim_with_script(key, &record_key, &fingerprint, token, lease_arg)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            ClaimOutcome::Acquired {
+                token,
+                took_over: true
+            }
+        );
+        // The transport sends the same script again (its reply was lost).
+        let again = store
+            .claim_with_script(key, &record_key, &fingerprint, token, lease_arg)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, ClaimOutcome::Acquired { token: held, .. } if held == token),
+            "{again:?}"
+        );
+        // Another token still finds the key in progress.
+        let other = store
+            .claim_with_script(
+                key,
+                &record_key,
+                &fingerprint,
+                FencingToken::generate(),
+                lease_arg,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(other, ClaimOutcome::InProgress { .. }),
+            "{other:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_claim_script_sent_twice_acquires_both_times() {
+        let server = RedisServer::start();
+        let store = RedisBackend::connect(&server.url()).await.unwrap();
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        script_sent_twice(&store, |record_key| {
+            plant_expired_claim(&server, record_key, &fingerprint);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_claim_script_sent_twice_acquires_both_times_on_a_cluster() {
+        let cluster = idempotent_test_support::RedisCluster::start();
+        let store = RedisBackend::connect_cluster(&cluster.urls())
+            .await
+            .unwrap();
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        script_sent_twice(&store, |record_key| {
+            // Planted on the master that owns the key: the others answer MOVED.
+            let planted = cluster.nodes().iter().any(|node| {
+                node.try_query::<i64>(redis::cmd("EXISTS").arg(record_key))
+                    .is_ok()
+                    && {
+                        plant_expired_claim(node, record_key, &fingerprint);
+                        true
+                    }
+            });
+            assert!(planted);
+        })
+        .await;
+    }
+}
