@@ -35,6 +35,11 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// written has an expiry. Needs Redis 7.0 or newer (or Valkey), for `SET`
 /// with both `NX` and `GET`.
 ///
+/// A lease or ttl outside [`idempotent_core::limits`] (under 1 ms, a lease
+/// over a day, a ttl over 10 years), which only a direct caller of the
+/// [`Backend`](idempotent_core::Backend) trait can pass (the runtime refuses them first), is refused
+/// with [`BackendErrorKind::Other`] before anything is sent.
+///
 /// ```no_run
 /// # async fn start() -> Result<(), idempotent_core::BackendError> {
 /// use idempotent_redis::RedisBackend;

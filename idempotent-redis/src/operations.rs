@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
-use idempotent_core::{Backend, BackendError, BackendErrorKind};
+use idempotent_core::{limits, Backend, BackendError, BackendErrorKind, Error};
 use redis::{ErrorKind, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::error::{corrupt, unexpected};
@@ -82,7 +82,7 @@ impl RedisBackend {
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(lease_ms.saturating_mul(2));
+            .arg(2 * lease_ms);
         let mut connection = self.connection.handle();
         let sent = if self.local_cache.is_some() {
             // In one transaction: pipelined alone, the record could expire
@@ -168,7 +168,7 @@ impl Backend for RedisBackend {
         token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        let lease_ms = millis(lease);
+        let lease_ms = checked_millis(lease, limits::check_lease, "claim")?;
         // Cached by the whole Redis key: clones with other key prefixes share
         // the cache, and their records are other records.
         let cached_as = self
@@ -234,7 +234,7 @@ impl Backend for RedisBackend {
             ));
         }
         let token_arg = record::token_hex(token);
-        let ttl_arg = millis(ttl).to_string();
+        let ttl_arg = checked_millis(ttl, limits::check_ttl, "complete")?.to_string();
         self.compare_and_set(
             &COMPLETE,
             key,
@@ -257,7 +257,7 @@ impl Backend for RedisBackend {
         lease: Duration,
     ) -> Result<CasOutcome, BackendError> {
         let token_arg = record::token_hex(token);
-        let lease_arg = millis(lease).to_string();
+        let lease_arg = checked_millis(lease, limits::check_lease, "renew")?.to_string();
         self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
             .await
     }
@@ -286,11 +286,30 @@ impl ToRedisArgs for RecordKey<'_> {
     }
 }
 
-/// Whole milliseconds, at least 1: Redis deletes a key given a zero expiry.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+/// Whole milliseconds of a lease or ttl within the core's limits
+/// (`idempotent_core::limits`), or a refusal before anything is sent.
+///
+/// The engine checks its options before it claims; this guards a caller of
+/// the trait: Redis deletes a key given a zero expiry, and refuses one past
+/// `i64::MAX` ms only once the body ran, at the completion. Within the
+/// limits, twice the longest lease and the longest ttl are far below that.
+fn checked_millis(
+    duration: Duration,
+    check: fn(Duration) -> Result<Duration, Error>,
+    operation: &str,
+) -> Result<u64, BackendError> {
+    match check(duration) {
+        // At most 10 years: the millis fit.
+        Ok(duration) => Ok(duration.as_millis() as u64),
+        Err(Error::InvalidConfig { reason, .. }) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("RedisBackend refused the {operation}: {reason}"),
+        )),
+        Err(error) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("RedisBackend refused the {operation}: {error}"),
+        )),
+    }
 }
 
 fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutcome, BackendError> {
