@@ -78,16 +78,20 @@ impl RedisBackend {
         Self::from_client(client).await
     }
 
-    /// Connects with an already configured [`redis::Client`].
+    /// Connects with an already configured [`redis::Client`], and warns when
+    /// the server's `maxmemory-policy` may evict records (see the crate docs).
     pub async fn from_client(client: Client) -> Result<Self, BackendError> {
-        let connection = connection::connect(client)
+        let mut connection = connection::connect(client)
             .await
             .map_err(|error| backend_error(error, "could not connect to Redis"))?;
+        connection::check_eviction_policy(&mut connection).await;
         Ok(Self::from_connection_manager(connection))
     }
 
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
-    /// reconnection settings.
+    /// reconnection settings. Unlike [`connect`](Self::connect), it sends
+    /// nothing, so it does not check the server's `maxmemory-policy` (see the
+    /// crate docs).
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self::with_connection(Connection::Single(connection))
     }
@@ -172,10 +176,11 @@ impl RedisBackend {
     /// decides on the record, and a replica may not have a claim or a result
     /// yet.
     pub async fn from_cluster_client(client: ClusterClient) -> Result<Self, BackendError> {
-        let connection = client
+        let mut connection = client
             .get_async_connection()
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
+        connection::check_cluster_eviction_policy(&mut connection).await;
         Ok(Self::with_connection(Connection::cluster(
             Some(client),
             connection,
@@ -187,6 +192,7 @@ impl RedisBackend {
     ///
     /// Without its client, the backend cannot replace the connection after a
     /// timed-out command; prefer [`from_cluster_client`](Self::from_cluster_client).
+    /// It sends nothing, so it does not check the masters' `maxmemory-policy`.
     pub fn from_cluster_connection(connection: ClusterConnection) -> Self {
         Self::with_connection(Connection::cluster(None, connection))
     }

@@ -208,3 +208,72 @@ impl ConnectionLike for Handle {
         }
     }
 }
+
+/// The only `maxmemory-policy` that never deletes a key before its expiry.
+const NO_EVICTION: &str = "noeviction";
+
+/// Warns when the server may evict keys to free memory. Every key this
+/// crate writes has an expiry, so `volatile-*` policies may evict them as
+/// well as `allkeys-*`: an evicted claim lets a duplicate run the body while
+/// the first call still runs, an evicted result lets a retry run it again.
+/// Managed services often disable or rename `CONFIG`; then nothing is known
+/// and the connection is used all the same.
+pub(crate) async fn check_eviction_policy(connection: &mut ConnectionManager) {
+    let reply = policy_query().query_async::<Value>(connection).await;
+    match reply.map_err(|error| error.to_string()).and_then(policy) {
+        Ok(policy) if policy == NO_EVICTION => {}
+        Ok(policy) => tracing::warn!(%policy, "Redis may evict claims and results"),
+        Err(error) => tracing::debug!(%error, "could not read maxmemory-policy"),
+    }
+}
+
+/// [`check_eviction_policy`] on every master of a cluster.
+pub(crate) async fn check_cluster_eviction_policy(connection: &mut ClusterConnection) {
+    use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let replies = match connection.route_command(policy_query(), routing).await {
+        Ok(Value::Map(replies)) => replies,
+        Ok(other) => {
+            tracing::debug!(reply = ?other, "could not read maxmemory-policy");
+            return;
+        }
+        Err(error) => {
+            tracing::debug!(%error, "could not read maxmemory-policy");
+            return;
+        }
+    };
+    for (node, reply) in replies {
+        let node = match &node {
+            Value::BulkString(address) => String::from_utf8_lossy(address).into_owned(),
+            other => format!("{other:?}"),
+        };
+        match policy(reply) {
+            Ok(policy) if policy == NO_EVICTION => {}
+            Ok(policy) => tracing::warn!(%node, %policy, "Redis may evict claims and results"),
+            Err(error) => tracing::debug!(%node, %error, "could not read maxmemory-policy"),
+        }
+    }
+}
+
+fn policy_query() -> Cmd {
+    let mut command = redis::cmd("CONFIG");
+    command.arg("GET").arg("maxmemory-policy");
+    command
+}
+
+/// The policy in a `CONFIG GET maxmemory-policy` reply: `[name, value]`
+/// (RESP2) or `{name: value}` (RESP3).
+fn policy(reply: Value) -> Result<String, String> {
+    let value = match reply {
+        Value::Array(mut items) if items.len() == 2 => items.pop(),
+        Value::Map(mut entries) if entries.len() == 1 => entries.pop().map(|(_, value)| value),
+        Value::ServerError(error) => return Err(error.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(Value::BulkString(policy)) => Ok(String::from_utf8_lossy(&policy).into_owned()),
+        Some(Value::SimpleString(policy)) => Ok(policy),
+        _ => Err(format!("unexpected reply {value:?}")),
+    }
+}

@@ -26,6 +26,22 @@
 //! [`RedisBackend::with_local_cache`] adds a bounded in-process cache of
 //! completed records, so repeated replays in one process cost no round trip.
 //!
+//! # Memory: run Redis with `maxmemory-policy noeviction`
+//!
+//! Every key this store writes has an expiry, so both `allkeys-*` and
+//! `volatile-*` policies may evict its keys when Redis is full (`volatile-ttl`
+//! picks claims first: they expire soonest). An evicted claim lets a
+//! duplicate acquire the key and run the body while the first call still
+//! runs (the first's result is then fenced off); an evicted result lets a
+//! retry run the body again. With `noeviction` a full Redis refuses writes
+//! instead, and calls fail closed with
+//! [`Error::Backend`](idempotent_core::Error). [`RedisBackend::connect`],
+//! [`RedisBackend::from_client`] and the cluster constructors that connect
+//! read `maxmemory-policy` (on every master of a cluster) and log a warning
+//! with the `policy` (and the `node`) unless it is `noeviction`; where
+//! `CONFIG` is disabled or renamed, as on managed services, they log at debug
+//! level and go on.
+//!
 //! # Redis Cluster
 //!
 //! [`RedisBackend::connect_cluster`] connects to a Redis Cluster and gives
