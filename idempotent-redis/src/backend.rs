@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use idempotent_core::{BackendError, BackendErrorKind};
 use redis::aio::ConnectionManager;
+#[cfg(feature = "cluster")]
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
 use redis::Client;
 
@@ -96,6 +98,7 @@ impl RedisBackend {
         Self::with_connection(Connection::Single(connection))
     }
 
+    #[cfg(feature = "cluster")]
     /// Connects to the Redis Cluster that the nodes at `urls` belong to
     /// (`redis://host:port`; one reachable node is enough, the others are
     /// discovered), with bounded timeouts: 2 s to connect to a node, 2 s for
@@ -143,6 +146,7 @@ impl RedisBackend {
         Self::from_cluster_client(client).await
     }
 
+    #[cfg(feature = "cluster")]
     /// A [`ClusterClientBuilder`] seeded with `urls` and set up as
     /// [`connect_cluster`](Self::connect_cluster) sets it up (its timeouts
     /// and retries), to add TLS, credentials or other settings before
@@ -163,6 +167,7 @@ impl RedisBackend {
         connection::cluster_client_builder(urls)
     }
 
+    #[cfg(feature = "cluster")]
     /// Connects with an already configured [`ClusterClient`], with its own
     /// timeouts and retries. Like [`connect_cluster`](Self::connect_cluster),
     /// it opens a fresh connection from `client` after a command that timed
@@ -187,6 +192,7 @@ impl RedisBackend {
         )))
     }
 
+    #[cfg(feature = "cluster")]
     /// Uses an existing [`ClusterConnection`], with its own timeouts and
     /// retries.
     ///

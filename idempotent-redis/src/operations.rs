@@ -408,6 +408,7 @@ mod tests {
         .await;
     }
 
+    #[cfg(feature = "cluster")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_claim_script_sent_twice_acquires_both_times_on_a_cluster() {
         let cluster = idempotent_test_support::RedisCluster::start();

@@ -2,7 +2,7 @@
 //! keyed by the whole Redis key and filled in one transaction, a claim sent
 //! twice finding itself, and the eviction policy read from every master.
 
-//TMP#![cfg(feature = "cluster")]
+#![cfg(feature = "cluster")]
 
 mod common;
 
