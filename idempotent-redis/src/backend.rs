@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use idempotent_core::{BackendError, BackendErrorKind};
 use redis::aio::ConnectionManager;
+#[cfg(feature = "cluster")]
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
 use redis::Client;
 
@@ -34,6 +36,11 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// fencing token. Leases and expiry follow the server's clock, and every key
 /// written has an expiry. Needs Redis 7.0 or newer (or Valkey), for `SET`
 /// with both `NX` and `GET`.
+///
+/// A lease or ttl outside [`idempotent_core::limits`] (under 1 ms, a lease
+/// over a day, a ttl over 10 years), which only a direct caller of the
+/// [`Backend`](idempotent_core::Backend) trait can pass (the runtime refuses them first), is refused
+/// with [`BackendErrorKind::Other`] before anything is sent.
 ///
 /// ```no_run
 /// # async fn start() -> Result<(), idempotent_core::BackendError> {
@@ -73,20 +80,25 @@ impl RedisBackend {
         Self::from_client(client).await
     }
 
-    /// Connects with an already configured [`redis::Client`].
+    /// Connects with an already configured [`redis::Client`], and warns when
+    /// the server's `maxmemory-policy` may evict records (see the crate docs).
     pub async fn from_client(client: Client) -> Result<Self, BackendError> {
-        let connection = connection::connect(client)
+        let mut connection = connection::connect(client)
             .await
             .map_err(|error| backend_error(error, "could not connect to Redis"))?;
+        connection::check_eviction_policy(&mut connection).await;
         Ok(Self::from_connection_manager(connection))
     }
 
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
-    /// reconnection settings.
+    /// reconnection settings. Unlike [`connect`](Self::connect), it sends
+    /// nothing, so it does not check the server's `maxmemory-policy` (see the
+    /// crate docs).
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self::with_connection(Connection::Single(connection))
     }
 
+    #[cfg(feature = "cluster")]
     /// Connects to the Redis Cluster that the nodes at `urls` belong to
     /// (`redis://host:port`; one reachable node is enough, the others are
     /// discovered), with bounded timeouts: 2 s to connect to a node, 2 s for
@@ -134,6 +146,7 @@ impl RedisBackend {
         Self::from_cluster_client(client).await
     }
 
+    #[cfg(feature = "cluster")]
     /// A [`ClusterClientBuilder`] seeded with `urls` and set up as
     /// [`connect_cluster`](Self::connect_cluster) sets it up (its timeouts
     /// and retries), to add TLS, credentials or other settings before
@@ -154,6 +167,7 @@ impl RedisBackend {
         connection::cluster_client_builder(urls)
     }
 
+    #[cfg(feature = "cluster")]
     /// Connects with an already configured [`ClusterClient`], with its own
     /// timeouts and retries. Like [`connect_cluster`](Self::connect_cluster),
     /// it opens a fresh connection from `client` after a command that timed
@@ -167,21 +181,24 @@ impl RedisBackend {
     /// decides on the record, and a replica may not have a claim or a result
     /// yet.
     pub async fn from_cluster_client(client: ClusterClient) -> Result<Self, BackendError> {
-        let connection = client
+        let mut connection = client
             .get_async_connection()
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
+        connection::check_cluster_eviction_policy(&mut connection).await;
         Ok(Self::with_connection(Connection::cluster(
             Some(client),
             connection,
         )))
     }
 
+    #[cfg(feature = "cluster")]
     /// Uses an existing [`ClusterConnection`], with its own timeouts and
     /// retries.
     ///
     /// Without its client, the backend cannot replace the connection after a
     /// timed-out command; prefer [`from_cluster_client`](Self::from_cluster_client).
+    /// It sends nothing, so it does not check the masters' `maxmemory-policy`.
     pub fn from_cluster_connection(connection: ClusterConnection) -> Self {
         Self::with_connection(Connection::cluster(None, connection))
     }
@@ -224,9 +241,11 @@ impl RedisBackend {
     /// expiry (the server's remaining time, counted from before the request
     /// was sent), and at most `max_age`. Records are cached when a claim
     /// finds them completed; such a claim asks the server for the record's
-    /// remaining time in the same round trip (`SET .. NX GET` and `PTTL`,
-    /// pipelined). Keys include the scope, so one scope's record is never
-    /// served to another.
+    /// remaining time in the same round trip and the same transaction
+    /// (`MULTI`, `SET .. NX GET`, `PTTL`, `EXEC`), so the time is the found
+    /// record's own. Entries are keyed by the whole Redis key, key prefix and
+    /// scope included, so one scope's record is never served to another, nor
+    /// one prefix's to a clone with another prefix.
     ///
     /// `max_age` bounds how long a record deleted by hand, or forgotten by
     /// a server without persistence, keeps replaying in this process. The

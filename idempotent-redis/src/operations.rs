@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
-use idempotent_core::{Backend, BackendError, BackendErrorKind};
+use idempotent_core::{limits, Backend, BackendError, BackendErrorKind, Error};
 use redis::{ErrorKind, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::error::{corrupt, unexpected};
@@ -82,12 +82,20 @@ impl RedisBackend {
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(lease_ms.saturating_mul(2));
+            .arg(2 * lease_ms);
         let mut connection = self.connection.handle();
         let sent = if self.local_cache.is_some() {
-            let mut pipeline = redis::pipe();
-            pipeline.add_command(command).cmd("PTTL").arg(record_key);
-            pipeline
+            // In one transaction: pipelined alone, the record could expire
+            // and be claimed again between the two, and the cache would keep
+            // the old result for the new record's lifetime. Both name one
+            // key, so on a cluster they go to one master.
+            let mut transaction = redis::pipe();
+            transaction
+                .atomic()
+                .add_command(command)
+                .cmd("PTTL")
+                .arg(record_key);
+            transaction
                 .query_async::<(Value, i64)>(&mut connection)
                 .await
                 .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
@@ -98,9 +106,12 @@ impl RedisBackend {
                 .map(|reply| (reply, None))
         };
         sent.map_err(|error| {
+            // Inside a transaction the refusal comes back as its abort, which
+            // names the queued command's error in its text only.
             if error
                 .detail()
                 .is_some_and(|detail| detail.contains("syntax error"))
+                || error.to_string().contains("syntax error")
             {
                 BackendError::new(
                     BackendErrorKind::Other,
@@ -157,14 +168,20 @@ impl Backend for RedisBackend {
         token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
-        if let Some(cache) = &self.local_cache {
-            match cache.get(key, fingerprint) {
+        let lease_ms = checked_millis(lease, limits::check_lease, "claim")?;
+        // Cached by the whole Redis key: clones with other key prefixes share
+        // the cache, and their records are other records.
+        let cached_as = self
+            .local_cache
+            .as_ref()
+            .map(|cache| (cache, self.record_key(key)));
+        if let Some((cache, record_key)) = &cached_as {
+            match cache.get(record_key, fingerprint) {
                 Some(Cached::Completed(output)) => return Ok(ClaimOutcome::Completed { output }),
                 Some(Cached::Mismatch) => return Ok(ClaimOutcome::Mismatch),
                 None => {}
             }
         }
-        let lease_ms = millis(lease);
         let claim = record::claim(fingerprint, token, lease_ms);
         let sent_at = Instant::now();
         let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
@@ -176,11 +193,11 @@ impl Backend for RedisBackend {
             }),
             Value::BulkString(found) => match record::read(found, fingerprint, token) {
                 Ok(Found::Completed(output)) => {
-                    if let (Some(cache), Some(Ok(expires_in_ms))) =
-                        (&self.local_cache, expires_in_ms.map(u64::try_from))
+                    if let (Some((cache, record_key)), Some(Ok(expires_in_ms))) =
+                        (&cached_as, expires_in_ms.map(u64::try_from))
                     {
                         let expires_in = Duration::from_millis(expires_in_ms);
-                        cache.insert(key, fingerprint, &output, sent_at, expires_in);
+                        cache.insert(record_key, fingerprint, &output, sent_at, expires_in);
                     }
                     Ok(ClaimOutcome::Completed { output })
                 }
@@ -217,7 +234,7 @@ impl Backend for RedisBackend {
             ));
         }
         let token_arg = record::token_hex(token);
-        let ttl_arg = millis(ttl).to_string();
+        let ttl_arg = checked_millis(ttl, limits::check_ttl, "complete")?.to_string();
         self.compare_and_set(
             &COMPLETE,
             key,
@@ -240,7 +257,7 @@ impl Backend for RedisBackend {
         lease: Duration,
     ) -> Result<CasOutcome, BackendError> {
         let token_arg = record::token_hex(token);
-        let lease_arg = millis(lease).to_string();
+        let lease_arg = checked_millis(lease, limits::check_lease, "renew")?.to_string();
         self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
             .await
     }
@@ -269,11 +286,30 @@ impl ToRedisArgs for RecordKey<'_> {
     }
 }
 
-/// Whole milliseconds, at least 1: Redis deletes a key given a zero expiry.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+/// Whole milliseconds of a lease or ttl within the core's limits
+/// (`idempotent_core::limits`), or a refusal before anything is sent.
+///
+/// The engine checks its options before it claims; this guards a caller of
+/// the trait: Redis deletes a key given a zero expiry, and refuses one past
+/// `i64::MAX` ms only once the body ran, at the completion. Within the
+/// limits, twice the longest lease and the longest ttl are far below that.
+fn checked_millis(
+    duration: Duration,
+    check: fn(Duration) -> Result<Duration, Error>,
+    operation: &str,
+) -> Result<u64, BackendError> {
+    match check(duration) {
+        // At most 10 years: the millis fit.
+        Ok(duration) => Ok(duration.as_millis() as u64),
+        Err(Error::InvalidConfig { reason, .. }) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("RedisBackend refused the {operation}: {reason}"),
+        )),
+        Err(error) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("RedisBackend refused the {operation}: {error}"),
+        )),
+    }
 }
 
 fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutcome, BackendError> {
@@ -295,5 +331,103 @@ fn parse_claim(key: &str, token: FencingToken, reply: Value) -> Result<ClaimOutc
         }
         [Value::Int(scripts::MISMATCH)] => Ok(ClaimOutcome::Mismatch),
         _ => Err(unexpected(key, "claim", &reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use idempotent_test_support::RedisServer;
+
+    use super::*;
+
+    /// A claim of another caller whose lease ran out while its key lives on
+    /// (60 s held, 30 s left), so the claim script takes it over.
+    fn plant_expired_claim(server: &RedisServer, record_key: &str, fingerprint: &Fingerprint) {
+        let claim = record::claim(fingerprint, FencingToken::new(0xaa), 60_000);
+        let () = server.query(
+            redis::cmd("SET")
+                .arg(record_key)
+                .arg(claim)
+                .arg("PX")
+                .arg(30_000),
+        );
+    }
+
+    async fn script_sent_twice(store: &RedisBackend, plant: impl FnOnce(&str)) {
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        let key = "script:sent-twice";
+        let record_key = store.record_key(key);
+        plant(&record_key);
+        let token = FencingToken::generate();
+        let lease_arg = b"30000";
+        let first = store
+            .claim_with_script(key, &record_key, &fingerprint, token, lease_arg)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            ClaimOutcome::Acquired {
+                token,
+                took_over: true
+            }
+        );
+        // The transport sends the same script again (its reply was lost).
+        let again = store
+            .claim_with_script(key, &record_key, &fingerprint, token, lease_arg)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, ClaimOutcome::Acquired { token: held, .. } if held == token),
+            "{again:?}"
+        );
+        // Another token still finds the key in progress.
+        let other = store
+            .claim_with_script(
+                key,
+                &record_key,
+                &fingerprint,
+                FencingToken::generate(),
+                lease_arg,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(other, ClaimOutcome::InProgress { .. }),
+            "{other:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_claim_script_sent_twice_acquires_both_times() {
+        let server = RedisServer::start();
+        let store = RedisBackend::connect(&server.url()).await.unwrap();
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        script_sent_twice(&store, |record_key| {
+            plant_expired_claim(&server, record_key, &fingerprint);
+        })
+        .await;
+    }
+
+    #[cfg(feature = "cluster")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_claim_script_sent_twice_acquires_both_times_on_a_cluster() {
+        let cluster = idempotent_test_support::RedisCluster::start();
+        let store = RedisBackend::connect_cluster(&cluster.urls())
+            .await
+            .unwrap();
+        let fingerprint = Fingerprint::from_bytes([5; 32]);
+        script_sent_twice(&store, |record_key| {
+            // Planted on the master that owns the key: the others answer MOVED.
+            let planted = cluster.nodes().iter().any(|node| {
+                node.try_query::<i64>(redis::cmd("EXISTS").arg(record_key))
+                    .is_ok()
+                    && {
+                        plant_expired_claim(node, record_key, &fingerprint);
+                        true
+                    }
+            });
+            assert!(planted);
+        })
+        .await;
     }
 }

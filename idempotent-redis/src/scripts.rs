@@ -65,6 +65,11 @@ pub(crate) const CORRUPT: i64 = -1;
 /// whose lease needs the server's clock; the script decides every case on
 /// its own all the same, since the record may have changed in between.
 ///
+/// A claim in progress with the caller's own token is this very script sent
+/// again (a retry after a lost reply, as the cluster client does after a
+/// dropped connection): the caller holds the key, whatever its lease says.
+/// That copy cannot tell whether the first one took over, so it says not.
+///
 /// KEYS[1] record key; ARGV[1] fingerprint, ARGV[2] new token (hex),
 /// ARGV[3] lease ms. Replies `{1, took_over}`, `{2, lease_remaining_ms}`,
 /// `{3, output}`, `{4}` or `{-1, reason}`.
@@ -97,6 +102,9 @@ if string.sub(record, 7, 38) ~= fingerprint then
 end
 if state == 'C' then
     return {3, string.sub(record, 55)}
+end
+if string.sub(record, 39, 54) == token then
+    return {1, 0}
 end
 local held_for = tonumber(string.sub(record, 55))
 local expires_in = redis.call('PTTL', key)

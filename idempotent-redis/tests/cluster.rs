@@ -5,6 +5,8 @@
 //! node or move slots, and a cluster is killed with its `RedisCluster` at the
 //! end of the test.
 
+#![cfg(feature = "cluster")]
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

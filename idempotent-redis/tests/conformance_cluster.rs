@@ -13,6 +13,8 @@
 //! Each test connects its own backend: a cluster connection lives on the
 //! Tokio runtime that made it, and every test has a runtime of its own.
 
+#![cfg(feature = "cluster")]
+
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use idempotent_redis::RedisBackend;
