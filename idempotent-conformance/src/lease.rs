@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use idempotent_core::backend::{Backend, CasOutcome};
+use idempotent_core::backend::{Backend, CasOutcome, ClaimOutcome};
 use tokio::time::{sleep, Instant};
 
 use crate::check::{fp, Check};
+use crate::show::Show;
 use crate::timing::{LEASE, LONG_LEASE, PAST_LEASE, TTL};
 
 /// A claim whose lease ran out (but not twice over) is taken over by a claim
@@ -178,4 +179,36 @@ pub async fn slow_holder_not_taken_over_may_still_finish<B: Backend + ?Sized>(ba
         .await;
     let released = check.release(&releases, token).await;
     check.expect_cas("release of the new claim", released, CasOutcome::Applied);
+}
+
+/// A takeover sent again with its own token (a transport that retried the
+/// claim of an expired key) finds itself: `Acquired`, not `InProgress`, so a
+/// store that checks the lease before the token cannot block the key for a
+/// lease. Whether the second copy reports `took_over` is left open: it cannot
+/// know whether the first copy took over. Another token still finds the key
+/// in progress.
+pub async fn a_takeover_sent_twice_is_acquired<B: Backend + ?Sized>(backend: &B) {
+    let check = Check::new("a_takeover_sent_twice_is_acquired", backend);
+    let key = check.key("k");
+    let a = fp("a");
+    check
+        .expect_fresh("claim of an absent key", &key, &a, LEASE)
+        .await;
+    sleep(PAST_LEASE).await;
+    let token = check
+        .expect_takeover("claim after the lease ran out", &key, &a, LONG_LEASE)
+        .await;
+    match check.claim(&key, &a, token, LONG_LEASE).await {
+        ClaimOutcome::Acquired { token: again, .. } if again == token => {}
+        other => check.fail(
+            "the takeover, sent again",
+            "Acquired { token: the takeover's, .. }",
+            Show(&other),
+        ),
+    }
+    check
+        .expect_in_progress("a claim with another token", &key, &a, LONG_LEASE)
+        .await;
+    let released = check.release(&key, token).await;
+    check.expect_cas("release by the new holder", released, CasOutcome::Applied);
 }

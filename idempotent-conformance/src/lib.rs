@@ -79,6 +79,7 @@
 //! | **[`lease`]**: a lease in time | |
 //! | [`lease::expired_lease_is_taken_over_with_a_new_token`] | an expired lease is taken over, with a new token |
 //! | [`lease::expired_lease_with_other_fingerprint_is_mismatch`] | an expired lease claimed with another fingerprint is a mismatch |
+//! | [`lease::a_takeover_sent_twice_is_acquired`] | a takeover sent again with its token finds itself: acquired, not in progress |
 //! | [`lease::renew_extends_the_lease`] | renewing keeps a claim live past its first lease |
 //! | [`lease::slow_holder_not_taken_over_may_still_finish`] | a lease ran out but nobody took over: the holder may still complete, renew, release |
 //! | **[`expiry`]**: what a store forgets on its own | |

@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             claim::a_claim_sent_twice_is_acquired,
             lease::expired_lease_is_taken_over_with_a_new_token,
             lease::expired_lease_with_other_fingerprint_is_mismatch,
+            lease::a_takeover_sent_twice_is_acquired,
             lease::renew_extends_the_lease,
             lease::slow_holder_not_taken_over_may_still_finish,
             expiry::completed_record_expires_after_its_ttl,
