@@ -23,7 +23,7 @@ pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
 /// single thread while they are written and read; raise it with care.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
-/// A [`Backend`] on Redis: records shared by every process and machine that
+/// A [`Backend`](idempotent_core::Backend) on Redis: records shared by every process and machine that
 /// uses the same server, or the same Redis Cluster
 /// ([`connect_cluster`](Self::connect_cluster)).
 ///
@@ -223,7 +223,7 @@ impl RedisBackend {
         self
     }
 
-    /// Sets the largest output [`complete`](Backend::complete) stores, in
+    /// Sets the largest output [`complete`](idempotent_core::Backend::complete) stores, in
     /// bytes (default 1 MiB); larger ones fail with
     /// [`BackendErrorKind::TooLarge`].
     #[must_use]
