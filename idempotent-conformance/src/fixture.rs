@@ -2,7 +2,7 @@
 
 use idempotent_core::Backend;
 
-/// What a conformance test gets from a store's factory: the backend to check,
+/// What a conformance test gets from a store's factory: the store to check,
 /// and a guard kept alive until the test ends.
 ///
 /// Implemented for every backend (no guard) and for `(backend, guard)` pairs,
@@ -14,7 +14,7 @@ use idempotent_core::Backend;
 pub trait ConformanceFixture<Form> {
     /// The store under test.
     type Backend: Backend + 'static;
-    /// Dropped after the backend, at the end of the test.
+    /// Dropped after the store, at the end of the test.
     type Guard;
 
     /// Splits the fixture into its backend and its guard.
@@ -28,7 +28,7 @@ pub trait ConformanceFixture<Form> {
 // `ConformanceFixture<BackendAndGuard>` are of different traits, so they never
 // overlap, and only one of them applies to any fixture.
 
-/// The [`ConformanceFixture`] form of a backend on its own.
+/// The [`ConformanceFixture`] form of a store on its own.
 #[derive(Debug)]
 pub enum BackendOnly {}
 

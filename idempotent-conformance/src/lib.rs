@@ -1,8 +1,8 @@
-//! The backend conformance suite of the idempotent framework: every rule of
+//! The store conformance suite of the idempotent framework: every rule of
 //! the [`Backend`](idempotent_core::Backend) contract, as one check per rule, written once and run by
 //! every store.
 //!
-//! Each check is an `async fn` taking a backend; it panics with the rule's
+//! Each check is an `async fn` taking a store; it panics with the rule's
 //! name and what it observed when the store breaks the rule. The checks work
 //! at the trait level (claim, complete, release, renew, `wait_for_change`,
 //! [`release_in_background`](idempotent_core::backend::release_in_background)),
@@ -14,7 +14,7 @@
 //! Add this crate to the store's dev-dependencies and invoke
 //! [`conformance_tests!`] in a test file with a factory: a closure (or the
 //! path of an `async fn`) whose future gives a fresh [`ConformanceFixture`],
-//! that is either the backend itself or a `(backend, guard)` pair whose guard
+//! that is either the store itself or a `(backend, guard)` pair whose guard
 //! is kept alive until the test ends (a private server, a temporary database):
 //!
 //! ```toml

@@ -6,7 +6,7 @@
 ///
 /// `$factory` is a closure (or the path of an `async fn`) taking no argument
 /// and returning a future whose output is a
-/// [`ConformanceFixture`](crate::ConformanceFixture): the backend, or a
+/// [`ConformanceFixture`](crate::ConformanceFixture): the store, or a
 /// `(backend, guard)` pair. It is called once per test, inside that test's
 /// runtime.
 ///

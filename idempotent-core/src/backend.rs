@@ -46,7 +46,7 @@ impl FencingToken {
         Self(value)
     }
 
-    /// The token's value, for backends that store it.
+    /// The token's value, for stores that keep it.
     pub const fn get(self) -> u64 {
         self.0
     }
@@ -102,7 +102,7 @@ pub enum CasOutcome {
 /// record counts as absent.
 ///
 /// The trait is object safe: `Arc<dyn Backend>` and `&dyn Backend` are
-/// backends too, as are `&B`, `Box<B>` and `Arc<B>` for any backend `B`.
+/// stores too, as are `&B`, `Box<B>` and `Arc<B>` for any backend `B`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an idempotency store (it does not implement `idempotent_core::Backend`)",
     label = "expected a store such as `&MemoryBackend`, `Arc<dyn Backend>` or `RedisBackend`",

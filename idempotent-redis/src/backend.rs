@@ -54,7 +54,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// The connection is shared and reconnects by itself: when the server goes
 /// away, calls fail closed with [`Error::Backend`](idempotent_core::Error)
 /// within a few seconds, and work again once it is back, without rebuilding
-/// the backend. Cloning is cheap and shares the connection.
+/// the store. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisBackend {
     pub(crate) connection: Connection,
@@ -109,7 +109,7 @@ impl RedisBackend {
     /// followed, and `TRYAGAIN`, `CLUSTERDOWN` or a dropped connection are
     /// retried with a short backoff, all within those 5 s; past them the
     /// call fails closed with [`Error::Backend`](idempotent_core::Error).
-    /// After a command that timed out, the backend opens a fresh cluster
+    /// After a command that timed out, the store opens a fresh cluster
     /// connection in the background (at most once per 5 s) for later calls:
     /// the `redis` crate's cluster connection can wedge for good when a
     /// master dies under load, and this heals it.
@@ -196,7 +196,7 @@ impl RedisBackend {
     /// Uses an existing [`ClusterConnection`], with its own timeouts and
     /// retries.
     ///
-    /// Without its client, the backend cannot replace the connection after a
+    /// Without its client, the store cannot replace the connection after a
     /// timed-out command; prefer [`from_cluster_client`](Self::from_cluster_client).
     /// It sends nothing, so it does not check the masters' `maxmemory-policy`.
     pub fn from_cluster_connection(connection: ClusterConnection) -> Self {

@@ -16,7 +16,7 @@
 //! 1-5, the state at 6, the fingerprint at 7-38, the token at 39-54, the
 //! lease or the output from 55. Scripts that need no output read the
 //! 54-byte header alone (`GETRANGE`). A key holding another type fails the
-//! script with `WRONGTYPE`, which the backend reports as corrupt. Every write sets an expiry: a claim lives for
+//! script with `WRONGTYPE`, which the store reports as corrupt. Every write sets an expiry: a claim lives for
 //! two leases (one past its lease end, so a takeover can still tell it apart
 //! from a new request), a completed record for its ttl. The lease end is
 //! read from the key's expiry (`PTTL - lease`), so time is the server's
