@@ -13,7 +13,6 @@ use http::{Method, StatusCode};
 use idempotent_core::{Backend, Idempotency, DEFAULT_LEASE, DEFAULT_TTL};
 
 use crate::policy::default_store_policy;
-use crate::problem::DEFAULT_TYPE_BASE;
 
 /// The header of the IETF draft.
 pub(crate) const DEFAULT_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
@@ -60,7 +59,8 @@ pub(crate) struct Config {
     pub(crate) max_key_len: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) retry_after: Duration,
-    pub(crate) problem_type_base: String,
+    /// `None`: every problem's `type` is `about:blank`.
+    pub(crate) problem_type_base: Option<String>,
 }
 
 impl Config {
@@ -82,7 +82,7 @@ impl Config {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             retry_after: DEFAULT_RETRY_AFTER,
-            problem_type_base: DEFAULT_TYPE_BASE.to_owned(),
+            problem_type_base: None,
         }
     }
 }

@@ -106,7 +106,8 @@ where
         Err(error) => {
             let error: BoxError = error.into();
             tracing::warn!(%error, "the response body failed; releasing the key");
-            let response = Problem::ResponseUnreadable.to_response(&config.problem_type_base);
+            let response =
+                Problem::ResponseUnreadable.to_response(config.problem_type_base.as_deref());
             return Err(Unstored::NotStored(response));
         }
     };
@@ -143,6 +144,6 @@ fn replay<B>(config: &Config, stored: StoredResponse) -> Response<MaybeBuffered<
 
 fn problem_response<B>(config: &Config, problem: &Problem) -> Response<MaybeBuffered<B>> {
     problem
-        .to_response(&config.problem_type_base)
+        .to_response(config.problem_type_base.as_deref())
         .map(MaybeBuffered::buffered)
 }

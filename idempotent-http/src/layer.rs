@@ -198,12 +198,15 @@ impl IdempotencyLayer {
         self.with(|config| config.retry_after = delay)
     }
 
-    /// The base of the problem documents' `type` URIs, each `{base}#{slug}`,
-    /// to point clients at your own documentation. Default: this crate's
-    /// README, which lists the slugs.
+    /// The base of the problem documents' `type` URIs, each `{base}{code}`
+    /// (so end it with `/` or `#`), to point clients at your own
+    /// documentation of the codes (this crate's README lists them).
+    /// Default: none, and every `type` is `about:blank` as RFC 9457 advises
+    /// for problems without a page of their own; the `code` member names
+    /// the kind either way.
     pub fn problem_type_base(self, base: impl Into<String>) -> Self {
         let base = base.into();
-        self.with(|config| config.problem_type_base = base)
+        self.with(|config| config.problem_type_base = Some(base))
     }
 }
 

@@ -369,3 +369,28 @@ pub async fn only_post_and_patch_apply_by_default(store: Store) {
     }
     assert_eq!(server.runs("payments"), 7);
 }
+
+pub async fn problem_types_are_about_blank_or_under_the_configured_base(store: Store) {
+    let (_server, client) = serve_with(&store, |layer| layer.required(true)).await;
+    let problem = client
+        .send(&post("/payments", "{}"))
+        .await
+        .problem(400, "key-missing");
+    // RFC 9457: no URI of its own, so the kind is in `title` and `code`.
+    assert_eq!(problem["type"], "about:blank");
+
+    let (_server, client) = serve_with(&store, |layer| {
+        layer
+            .required(true)
+            .problem_type_base("https://docs.example.test/problems/")
+    })
+    .await;
+    let problem = client
+        .send(&post("/payments", "{}"))
+        .await
+        .problem_of_type(400, "key-missing");
+    assert_eq!(
+        problem["type"],
+        "https://docs.example.test/problems/key-missing"
+    );
+}

@@ -51,6 +51,7 @@ macro_rules! http_suite {
             a_429_is_not_stored,
             keys_are_scoped_per_client,
             only_post_and_patch_apply_by_default,
+            problem_types_are_about_blank_or_under_the_configured_base,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
