@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
-    HeaderName, CONTENT_LANGUAGE, CONTENT_LOCATION, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+    HeaderName, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
+    CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY,
 };
 use http::request::Parts;
 use http::{Method, StatusCode};
@@ -25,16 +26,23 @@ pub(crate) const DEFAULT_MAX_KEY_LEN: usize = 255;
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Headers kept with a stored response: those that describe the body or the
-/// created resource. Anything else (`Set-Cookie`, tracing ids, `Date`) is
-/// per-response and is not replayed unless allowed explicitly.
-pub(crate) const DEFAULT_STORED_HEADERS: [HeaderName; 6] = [
+/// Headers kept with a stored response: those that describe the body (its
+/// representation: without `Content-Encoding` a stored gzip body would be
+/// replayed as plain JSON) or the created resource, and how caches may keep
+/// it. Anything else (`Set-Cookie`, tracing ids, `Date`) is per-response and
+/// is not replayed unless allowed explicitly.
+pub(crate) const DEFAULT_STORED_HEADERS: [HeaderName; 11] = [
     CONTENT_TYPE,
+    CONTENT_ENCODING,
     CONTENT_LANGUAGE,
     CONTENT_LOCATION,
+    CONTENT_DISPOSITION,
+    CONTENT_RANGE,
     LOCATION,
     ETAG,
     LAST_MODIFIED,
+    VARY,
+    CACHE_CONTROL,
 ];
 
 pub(crate) type StorePolicy = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
@@ -140,6 +148,14 @@ pub(crate) fn title_case(name: &HeaderName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_response_headers_are_not_stored_by_default() {
+        for name in ["set-cookie", "date", "x-request-id", "content-length"] {
+            let name = HeaderName::from_static(name);
+            assert!(!DEFAULT_STORED_HEADERS.contains(&name), "{name}");
+        }
+    }
 
     #[test]
     fn header_names_are_title_cased_for_texts() {

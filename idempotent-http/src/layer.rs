@@ -122,10 +122,13 @@ impl IdempotencyLayer {
         self.with(|config| config.fingerprint_headers.push(name))
     }
 
-    /// Adds a response header to the ones stored and replayed. Default:
-    /// `Content-Type`, `Content-Language`, `Content-Location`, `Location`,
-    /// `ETag`, `Last-Modified`. Others (`Set-Cookie`, request ids) reach the
-    /// first caller only.
+    /// Adds a response header to the ones stored and replayed. Default: the
+    /// representation and resource headers `Content-Type`,
+    /// `Content-Encoding`, `Content-Language`, `Content-Location`,
+    /// `Content-Disposition`, `Content-Range`, `Location`, `ETag`,
+    /// `Last-Modified`, `Vary` and `Cache-Control`, so a replay is the same
+    /// representation as the first answer. Others (`Set-Cookie`, `Date`,
+    /// request ids) reach the first caller only.
     pub fn store_header(self, name: HeaderName) -> Self {
         self.with(|config| config.stored_headers.push(name))
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_RANGE, LOCATION, SET_COOKIE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -16,6 +16,7 @@ use idempotent_http::IdempotencyLayer;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tower_http::compression::CompressionLayer;
 
 /// The limits every test server runs with, small enough to test cheaply.
 pub const MAX_BODY_BYTES: usize = 1024;
@@ -86,6 +87,10 @@ impl TestServer {
             .route("/flaky", post(flaky))
             .route("/declined", post(declined))
             .route("/throttled", post(throttled))
+            // Compressed inside the idempotency layer, so what is stored is
+            // the gzip body, whose encoding the replay must carry.
+            .route("/report", post(report).layer(CompressionLayer::new()))
+            .route("/partial", post(partial))
             .layer(configure(layer))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -162,4 +167,35 @@ async fn declined(State(shared): State<Arc<Shared>>) -> Response {
 async fn throttled(State(shared): State<Arc<Shared>>) -> Response {
     let run = shared.run("throttled");
     (StatusCode::TOO_MANY_REQUESTS, format!("slow down ({run})")).into_response()
+}
+
+/// A JSON report, long enough to be compressed, offered as a download that
+/// caches may keep privately; per-response headers that must not be replayed.
+async fn report(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("report");
+    let rows: Vec<_> = (0..200)
+        .map(|row| json!({ "row": row, "run": run }))
+        .collect();
+    let headers = [
+        (CACHE_CONTROL, "private, max-age=60".to_owned()),
+        (
+            CONTENT_DISPOSITION,
+            "attachment; filename=\"report.json\"".to_owned(),
+        ),
+        (SET_COOKIE, format!("session=r{run}")),
+    ];
+    (
+        StatusCode::OK,
+        headers,
+        [("x-request-id", format!("req-{run}"))],
+        Json(rows),
+    )
+        .into_response()
+}
+
+/// The first bytes of a resource, as a range response.
+async fn partial(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("partial");
+    let headers = [(CONTENT_RANGE, "bytes 0-9/100")];
+    (StatusCode::PARTIAL_CONTENT, headers, format!("{run:0>10}")).into_response()
 }

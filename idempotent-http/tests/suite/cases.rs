@@ -394,3 +394,56 @@ pub async fn problem_types_are_about_blank_or_under_the_configured_base(store: S
         "https://docs.example.test/problems/key-missing"
     );
 }
+
+/// Issue 14, item 2: a replay is the same representation as the first
+/// answer, so a gzip body is never replayed as if it were plain JSON.
+pub async fn a_replay_carries_the_representation_headers(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/report", "{}")
+        .key("report-1")
+        .header("accept-encoding", "gzip");
+    let first = client.send(&request).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    let rows: serde_json::Value = serde_json::from_slice(&gunzip(&first.bytes)).unwrap();
+    assert_eq!(rows[199]["row"], 199);
+
+    let retry = client.send(&request).await;
+    assert!(retry.replayed(), "{retry:?}");
+    assert_eq!(retry.bytes, first.bytes);
+    for header in [
+        "content-type",
+        "content-encoding",
+        "vary",
+        "cache-control",
+        "content-disposition",
+    ] {
+        assert!(
+            first.header(header).is_some(),
+            "the first answer has {header}"
+        );
+        assert_eq!(retry.header(header), first.header(header), "{header}");
+    }
+    assert_eq!(retry.header("set-cookie"), None);
+    assert_eq!(retry.header("x-request-id"), None);
+    assert_eq!(server.runs("report"), 1);
+
+    let range = post("/partial", "{}").key("partial-1");
+    let first = client.send(&range).await;
+    assert_eq!(first.status, 206);
+    let retry = client.send(&range).await;
+    assert!(retry.replayed(), "{retry:?}");
+    assert_eq!(retry.status, 206);
+    assert_eq!(retry.header("content-range"), Some("bytes 0-9/100"));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(server.runs("partial"), 1);
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut plain)
+        .expect("a gzip body");
+    plain
+}

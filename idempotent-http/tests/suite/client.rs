@@ -53,7 +53,10 @@ impl Send {
 pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
+    /// The body as text (lossy for a binary body).
     pub body: String,
+    /// The body's exact bytes, as sent (reqwest decompresses nothing here).
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -143,10 +146,13 @@ impl Client {
             .send()
             .await
             .expect("the request reaches the server");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let bytes = response.bytes().await.expect("a readable body").to_vec();
         Reply {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.text().await.expect("a readable body"),
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 

@@ -52,6 +52,7 @@ macro_rules! http_suite {
             keys_are_scoped_per_client,
             only_post_and_patch_apply_by_default,
             problem_types_are_about_blank_or_under_the_configured_base,
+            a_replay_carries_the_representation_headers,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
