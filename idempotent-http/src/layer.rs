@@ -2,6 +2,7 @@
 //! tower `Layer` that wraps a service with them.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use idempotent_core::{default_backend, Backend};
 use tower_layer::Layer;
 
 use crate::config::{title_case, Config};
+use crate::key_space::{Chosen, KeySpace, Unchosen};
 use crate::IdempotencyService;
 
 /// A tower [`Layer`] that makes requests carrying an `Idempotency-Key` header
@@ -38,8 +40,14 @@ use crate::IdempotencyService;
 /// released if the request is cancelled or the handler panics, and fenced
 /// if a stalled holder lost its lease.
 ///
-/// Keys are per client once [`client_id`](Self::client_id) is set (without
-/// it, all clients share one key space), and per [`scope`](Self::scope).
+/// The key space is a choice the layer makes you write down: call
+/// [`client_id`](Self::client_id) so keys are per client, or
+/// [`shared_key_space`](Self::shared_key_space) when every client may see
+/// every key. In one shared space a client that sends another's key and
+/// body gets the other's stored response, and a 422 tells it that a key it
+/// guessed is in use. Until one of the two is called the layer's type is
+/// `IdempotencyLayer<Unchosen>`, which is not a tower `Layer`. Keys are also
+/// per [`scope`](Self::scope).
 ///
 /// ```
 /// use std::time::Duration;
@@ -60,13 +68,26 @@ use crate::IdempotencyService;
 ///             }),
 ///     );
 /// ```
+/// Without `client_id(..)` or `shared_key_space()` the layer wraps nothing,
+/// and this does not compile:
+///
+/// ```compile_fail
+/// use axum::{routing::post, Router};
+/// use idempotent_core::MemoryBackend;
+/// use idempotent_http::IdempotencyLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/payments", post(|| async { "charged" }))
+///     .layer(IdempotencyLayer::new(MemoryBackend::new()));
+/// ```
 #[derive(Clone, Debug)]
 #[must_use = "a layer does nothing until it wraps a service"]
-pub struct IdempotencyLayer {
+pub struct IdempotencyLayer<K = Unchosen> {
     config: Arc<Config>,
+    key_space: PhantomData<fn() -> K>,
 }
 
-impl IdempotencyLayer {
+impl IdempotencyLayer<Unchosen> {
     /// A layer storing its records in `backend`: a `MemoryBackend` for one
     /// process, a `RedisBackend` (or an `Arc` of any store) to share them
     /// between processes.
@@ -78,6 +99,7 @@ impl IdempotencyLayer {
     pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
         Self {
             config: Arc::new(Config::new(backend)),
+            key_space: PhantomData,
         }
     }
 
@@ -88,6 +110,39 @@ impl IdempotencyLayer {
         Self::new(default_backend())
     }
 
+    /// Scopes keys per client: `extractor` returns the client's identity
+    /// (typically the authenticated account, put in the request's extensions
+    /// by an authentication layer that runs first), so one client can never
+    /// replay another client's response by sending its key. Requests for
+    /// which it returns `None` share one anonymous key space, apart from
+    /// every client's.
+    pub fn client_id(
+        self,
+        extractor: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> IdempotencyLayer<Chosen> {
+        self.with(|config| config.client_id = Some(Arc::new(extractor)))
+            .chosen()
+    }
+
+    /// Lets all clients share one key space: the key and the request alone
+    /// find the record. Choose it only when every client may see every
+    /// other's responses (one trusted caller, or keys that are unguessable
+    /// and never shared) since a client that sends another's key and body
+    /// gets the other's response, and a 422 for another body tells it the
+    /// key is in use.
+    pub fn shared_key_space(self) -> IdempotencyLayer<Chosen> {
+        self.chosen()
+    }
+
+    fn chosen(self) -> IdempotencyLayer<Chosen> {
+        IdempotencyLayer {
+            config: self.config,
+            key_space: PhantomData,
+        }
+    }
+}
+
+impl<K> IdempotencyLayer<K> {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(Arc::make_mut(&mut self.config));
         self
@@ -139,19 +194,6 @@ impl IdempotencyLayer {
     /// 4xx stored except 408, 425 and 429; 5xx released), which documents why.
     pub fn store_if(self, policy: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
         self.with(|config| config.store_if = Arc::new(policy))
-    }
-
-    /// Scopes keys per client: `extractor` returns the client's identity
-    /// (typically the authenticated account, put in the request's extensions
-    /// by an authentication layer that runs first), so one client can never
-    /// replay another client's response by sending its key. Requests for
-    /// which it returns `None` share one anonymous key space, apart from
-    /// every client's.
-    pub fn client_id(
-        self,
-        extractor: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.with(|config| config.client_id = Some(Arc::new(extractor)))
     }
 
     /// The longest key accepted, in bytes; longer ones get a 400. Default: 255.
@@ -213,7 +255,7 @@ impl IdempotencyLayer {
     }
 }
 
-impl<S> Layer<S> for IdempotencyLayer {
+impl<S, K: KeySpace> Layer<S> for IdempotencyLayer<K> {
     type Service = IdempotencyService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

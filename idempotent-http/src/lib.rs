@@ -9,7 +9,12 @@
 //! # async fn serve() -> std::io::Result<()> {
 //! let app = Router::new()
 //!     .route("/payments", post(|| async { "charged once" }))
-//!     .layer(IdempotencyLayer::new(MemoryBackend::new()).required(true));
+//!     .layer(
+//!         IdempotencyLayer::new(MemoryBackend::new())
+//!             .required(true)
+//!             // One trusted caller here; behind authentication, use `client_id`.
+//!             .shared_key_space(),
+//!     );
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
@@ -40,7 +45,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let service = ServiceBuilder::new()
-//!     .layer(IdempotencyLayer::new(MemoryBackend::new()))
+//!     .layer(IdempotencyLayer::new(MemoryBackend::new()).shared_key_space())
 //!     .service(service_fn(|_: Request<MaybeBuffered<Full<Bytes>>>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("created"))))
 //!     }));
@@ -63,6 +68,7 @@
 //! - `service.rs`: [`IdempotencyService`], the tower `Service`.
 //! - `flow.rs`: one request through the layer, around the runtime call.
 //! - `key.rs`: reading and validating the key header.
+//! - `key_space.rs`: the builder's choice of per-client or shared keys.
 //! - `buffer.rs`: reading the request body up to the limit.
 //! - `fingerprint.rs`: what makes two requests the same request.
 //! - `stored.rs`: the stored form of a response, and its replay.
@@ -81,6 +87,7 @@ mod config;
 mod fingerprint;
 mod flow;
 mod key;
+pub mod key_space;
 mod layer;
 mod outcome;
 mod policy;

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
 use idempotent_core::Backend;
+use idempotent_http::key_space::Chosen;
 use idempotent_http::IdempotencyLayer;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -71,15 +72,25 @@ impl TestServer {
     /// `configure`.
     pub async fn start(
         backend: Arc<dyn Backend>,
-        configure: impl FnOnce(IdempotencyLayer) -> IdempotencyLayer,
+        configure: impl FnOnce(IdempotencyLayer<Chosen>) -> IdempotencyLayer<Chosen>,
+    ) -> TestServer {
+        Self::start_choosing(backend, |layer| {
+            configure(layer.client_id(|request| {
+                let account = request.headers.get(ACCOUNT)?;
+                Some(account.to_str().ok()?.to_owned())
+            }))
+        })
+        .await
+    }
+
+    /// Like [`start`](Self::start), where `configure` chooses the key space.
+    pub async fn start_choosing(
+        backend: Arc<dyn Backend>,
+        configure: impl FnOnce(IdempotencyLayer) -> IdempotencyLayer<Chosen>,
     ) -> TestServer {
         let layer = IdempotencyLayer::from_arc(backend)
             .max_body_bytes(MAX_BODY_BYTES)
-            .max_key_len(MAX_KEY_LEN)
-            .client_id(|request| {
-                let account = request.headers.get(ACCOUNT)?;
-                Some(account.to_str().ok()?.to_owned())
-            });
+            .max_key_len(MAX_KEY_LEN);
         let shared = Arc::new(Shared::default());
         let router = Router::new()
             .route("/payments", any(payments))

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use idempotent_http::key_space::Chosen;
+use idempotent_http::IdempotencyLayer;
 use reqwest::Method;
 
 use super::app::{TestServer, MAX_BODY_BYTES, MAX_KEY_LEN};
@@ -16,7 +18,7 @@ async fn serve(store: &Store) -> (TestServer, Client) {
 
 async fn serve_with(
     store: &Store,
-    configure: impl FnOnce(idempotent_http::IdempotencyLayer) -> idempotent_http::IdempotencyLayer,
+    configure: impl FnOnce(IdempotencyLayer<Chosen>) -> IdempotencyLayer<Chosen>,
 ) -> (TestServer, Client) {
     let server = TestServer::start(Arc::clone(&store.backend), configure).await;
     let client = Client::new(&server.base);
@@ -446,4 +448,28 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
         .read_to_end(&mut plain)
         .expect("a gzip body");
     plain
+}
+
+/// A shared key space, chosen explicitly: the key and the request alone find
+/// the record, whoever sends them.
+pub async fn a_shared_key_space_replays_to_every_client(store: Store) {
+    let server =
+        TestServer::start_choosing(Arc::clone(&store.backend), |layer| layer.shared_key_space())
+            .await;
+    let client = Client::new(&server.base);
+    let body = r#"{"amount":10}"#;
+    let alice = client
+        .send(&post("/payments", body).key("one-space").account("alice"))
+        .await;
+    assert_eq!(alice.status, 201);
+    let bob = client
+        .send(&post("/payments", body).key("one-space").account("bob"))
+        .await;
+    assert!(bob.replayed(), "{bob:?}");
+    assert_eq!(bob.body, alice.body);
+    let other = post("/payments", r#"{"amount":99}"#)
+        .key("one-space")
+        .account("bob");
+    client.send(&other).await.problem(422, "key-reused");
+    assert_eq!(server.runs("payments"), 1);
 }

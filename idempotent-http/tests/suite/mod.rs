@@ -53,6 +53,7 @@ macro_rules! http_suite {
             only_post_and_patch_apply_by_default,
             problem_types_are_about_blank_or_under_the_configured_base,
             a_replay_carries_the_representation_headers,
+            a_shared_key_space_replays_to_every_client,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
