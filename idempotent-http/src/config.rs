@@ -10,10 +10,11 @@ use http::header::{
     CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY,
 };
 use http::request::Parts;
+use http::response;
 use http::{Method, StatusCode};
 use idempotent_core::{Backend, Idempotency, DEFAULT_LEASE, DEFAULT_TTL};
 
-use crate::policy::default_store_policy;
+use crate::policy::{default_store_policy, default_stream_policy};
 
 /// The header of the IETF draft.
 pub(crate) const DEFAULT_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
@@ -24,6 +25,9 @@ pub(crate) const DEFAULT_SCOPE: &str = "idempotent-http";
 pub(crate) const DEFAULT_MAX_KEY_LEN: usize = 255;
 /// 1 MiB: requests are buffered in memory to be fingerprinted.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// 1 MiB, the default output limit of `MemoryBackend` and `RedisBackend`:
+/// the stores cannot say theirs, and a longer response would not fit.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Headers kept with a stored response: those that describe the body (its
@@ -46,6 +50,7 @@ pub(crate) const DEFAULT_STORED_HEADERS: [HeaderName; 11] = [
 ];
 
 pub(crate) type StorePolicy = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+pub(crate) type StreamPolicy = Arc<dyn Fn(&response::Parts) -> bool + Send + Sync>;
 pub(crate) type ClientId = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
@@ -63,9 +68,11 @@ pub(crate) struct Config {
     pub(crate) fingerprint_headers: Vec<HeaderName>,
     pub(crate) stored_headers: Vec<HeaderName>,
     pub(crate) store_if: StorePolicy,
+    pub(crate) stream_if: StreamPolicy,
     pub(crate) client_id: Option<ClientId>,
     pub(crate) max_key_len: usize,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_response_bytes: usize,
     pub(crate) retry_after: Duration,
     /// `None`: every problem's `type` is `about:blank`.
     pub(crate) problem_type_base: Option<String>,
@@ -86,9 +93,11 @@ impl Config {
             fingerprint_headers: Vec::new(),
             stored_headers: DEFAULT_STORED_HEADERS.to_vec(),
             store_if: Arc::new(default_store_policy),
+            stream_if: Arc::new(default_stream_policy),
             client_id: None,
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry_after: DEFAULT_RETRY_AFTER,
             problem_type_base: None,
         }
@@ -124,6 +133,7 @@ impl fmt::Debug for Config {
             .field("client_id", &self.client_id.is_some())
             .field("max_key_len", &self.max_key_len)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("retry_after", &self.retry_after)
             .field("problem_type_base", &self.problem_type_base)
             .finish_non_exhaustive()

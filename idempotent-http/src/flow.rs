@@ -1,21 +1,20 @@
 //! One request through the layer: which requests it applies to, the key and
 //! body checks, then the runtime call around the inner service.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower_service::Service;
 
-use crate::buffer::read_limited;
+use crate::buffer::{declares_more_than, read_limited, read_response, ResponseBody};
 use crate::config::Config;
 use crate::fingerprint::RequestFingerprint;
 use crate::key;
 use crate::outcome::{problem_for, Unstored};
 use crate::problem::Problem;
-use crate::stored::StoredResponse;
+use crate::stored::{Stored, StoredResponse};
 use crate::{BoxError, MaybeBuffered};
 
 type Answer<ResBody, E> = Result<Response<MaybeBuffered<ResBody>>, E>;
@@ -68,16 +67,16 @@ where
 
     // Set only when the handler ran in this call: this client then gets the
     // full response, not the stored subset, and no replay marker.
-    let fresh = OnceLock::new();
+    let mut fresh = None;
     let outcome = call
-        .run(|| run_inner(inner, request, &config, &fresh))
+        .run(|| run_inner(inner, request, &config, &mut fresh))
         .await;
     match outcome {
-        Ok(stored) => match fresh.into_inner() {
-            Some(response) => Ok(response.map(MaybeBuffered::buffered)),
+        Ok(stored) => match fresh {
+            Some(response) => Ok(response),
             None => Ok(replay(&config, stored)),
         },
-        Err(Unstored::NotStored(response)) => Ok(response.map(MaybeBuffered::buffered)),
+        Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
             tracing::debug!(%error, "answering a keyed request without running it");
             Ok(problem_response(&config, &problem_for(&error, &config)))
@@ -86,14 +85,21 @@ where
     }
 }
 
-/// The runtime body: runs the inner service and decides, by status, whether
-/// its response is stored (`Ok`) or released (`Err`).
+/// The runtime body: runs the inner service and decides whether its
+/// response is stored (`Ok(Response)`), streamed with the key recording the
+/// run (`Ok(Streamed)`), or released (`Err`). The response for this caller
+/// goes to `fresh`.
+///
+/// A streamed response is settled when its head is ready, not when its body
+/// ends: the engine then stores the mark and stops renewing the claim, and
+/// the body flows to the caller after `run` returned, so a stream that never
+/// ends holds no claim.
 async fn run_inner<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<MaybeBuffered<ReqBody>>,
     config: &Config,
-    fresh: &OnceLock<Response<Bytes>>,
-) -> Result<StoredResponse, Unstored<S::Error>>
+    fresh: &mut Option<Response<MaybeBuffered<ResBody>>>,
+) -> Result<Stored, Unstored<S::Error, ResBody>>
 where
     S: Service<Request<MaybeBuffered<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
@@ -101,24 +107,42 @@ where
 {
     let response = inner.call(request).await.map_err(Unstored::Service)?;
     let (parts, body) = response.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let error: BoxError = error.into();
-            tracing::warn!(%error, "the response body failed; releasing the key");
-            let response =
-                Problem::ResponseUnreadable.to_response(config.problem_type_base.as_deref());
-            return Err(Unstored::NotStored(response));
-        }
-    };
-    if !(config.store_if)(parts.status) {
-        tracing::debug!(status = %parts.status, "not storing this status; releasing the key");
+    let status = parts.status;
+    if !(config.store_if)(status) {
+        tracing::debug!(%status, "not storing this status; releasing the key");
+        let body = MaybeBuffered::streaming(body);
         return Err(Unstored::NotStored(Response::from_parts(parts, body)));
     }
-    let stored = StoredResponse::capture(&parts, &body, &config.stored_headers);
-    // `run` calls this body at most once, so the cell is always empty here.
-    let _ = fresh.set(Response::from_parts(parts, body));
-    Ok(stored)
+    let limit = config.max_response_bytes;
+    if (config.stream_if)(&parts) || declares_more_than(&parts.headers, limit) {
+        tracing::debug!(%status, "streaming the response unstored; the key records the run");
+        *fresh = Some(Response::from_parts(parts, MaybeBuffered::streaming(body)));
+        return Ok(Stored::Streamed {
+            status: status.as_u16(),
+        });
+    }
+    match read_response(body, limit).await {
+        ResponseBody::Whole(body) => {
+            let stored = StoredResponse::capture(&parts, &body, &config.stored_headers);
+            *fresh = Some(Response::from_parts(parts, MaybeBuffered::buffered(body)));
+            Ok(Stored::Response(stored))
+        }
+        ResponseBody::Longer(read, rest) => {
+            tracing::debug!(%status, limit, "response over the limit; streaming it unstored");
+            *fresh = Some(Response::from_parts(
+                parts,
+                MaybeBuffered::resumed(read, rest),
+            ));
+            Ok(Stored::Streamed {
+                status: status.as_u16(),
+            })
+        }
+        ResponseBody::Failed(error) => {
+            tracing::warn!(%error, "the response body failed; releasing the key");
+            let problem = problem_response(config, &Problem::ResponseUnreadable);
+            Err(Unstored::NotStored(problem))
+        }
+    }
 }
 
 async fn pass_through<S, ReqBody, ResBody>(
@@ -132,7 +156,18 @@ where
     Ok(response.map(MaybeBuffered::streaming))
 }
 
-fn replay<B>(config: &Config, stored: StoredResponse) -> Response<MaybeBuffered<B>> {
+fn replay<B>(config: &Config, stored: Stored) -> Response<MaybeBuffered<B>> {
+    let stored = match stored {
+        Stored::Response(stored) => stored,
+        Stored::Streamed { status } => {
+            let header = config.header_title.clone();
+            tracing::debug!(
+                status,
+                "the earlier response was streamed; nothing to replay"
+            );
+            return problem_response(config, &Problem::ResponseStreamed { header, status });
+        }
+    };
     match stored.replay() {
         Ok(response) => response.map(MaybeBuffered::buffered),
         Err(reason) => {

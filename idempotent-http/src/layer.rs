@@ -29,8 +29,10 @@ use crate::IdempotencyService;
 /// | key malformed, repeated, or longer than [`max_key_len`](Self::max_key_len) | 400 |
 /// | body over [`max_body_bytes`](Self::max_body_bytes) | 413 |
 /// | new key | runs the inner service; its response is stored (see [`store_if`](Self::store_if)) |
+/// | new key, an event stream or a response over [`max_response_bytes`](Self::max_response_bytes) | runs the inner service; its response streams through, unstored (see [`stream_if`](Self::stream_if)) |
 /// | key seen, same request, response stored | the stored response, `Idempotent-Replayed: true` |
 /// | key seen, same request, still running | 409 with `Retry-After` (or waits: [`wait`](Self::wait)) |
+/// | key seen, same request, response streamed | 409 `response-streamed`, no `Retry-After`; not run again |
 /// | key seen with another method, path, query, body or fingerprinted header | 422 |
 /// | store unreachable | 503 with `Retry-After`; the inner service does not run |
 ///
@@ -205,6 +207,36 @@ impl<K> IdempotencyLayer<K> {
     /// get a 413 (such bodies are buffered to be fingerprinted). Default: 1 MiB.
     pub fn max_body_bytes(self, max: usize) -> Self {
         self.with(|config| config.max_body_bytes = max)
+    }
+
+    /// The longest response stored, in bytes. A longer one, by its
+    /// `Content-Length` or, without one, once it grows past this while it
+    /// is read, is streamed on to its caller as it is produced, without
+    /// being stored: the key records that the request ran, and a retry gets
+    /// a 409 `response-streamed` problem, never a second run. Default: 1 MiB,
+    /// the default output limit of `MemoryBackend` and `RedisBackend`.
+    ///
+    /// Set it at or below your store's output limit, less the record's
+    /// overhead (the allowed headers, JSON escaping, base64 for binary
+    /// bodies): a response under this limit that the store then refuses is
+    /// still not run again, but its retries get a 500 `response-not-stored`.
+    pub fn max_response_bytes(self, max: usize) -> Self {
+        self.with(|config| config.max_response_bytes = max)
+    }
+
+    /// Which responses are streamed to their caller as they are produced,
+    /// without being stored (after [`store_if`](Self::store_if) kept their
+    /// status; a response whose status is not stored is always streamed, and
+    /// releases the key). Their keys record that the request ran, and a
+    /// retry gets a 409 `response-streamed` problem. Default:
+    /// [`default_stream_policy`](crate::default_stream_policy), event
+    /// streams; responses past [`max_response_bytes`](Self::max_response_bytes)
+    /// stream whatever the policy says.
+    pub fn stream_if(
+        self,
+        policy: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|config| config.stream_if = Arc::new(policy))
     }
 
     /// The namespace of the records in the store. Default: `idempotent-http`.

@@ -72,7 +72,8 @@
 //! - `buffer.rs`: reading the request body up to the limit.
 //! - `fingerprint.rs`: what makes two requests the same request.
 //! - `stored.rs`: the stored form of a response, and its replay.
-//! - `policy.rs`: [`default_store_policy`], which statuses are stored.
+//! - `policy.rs`: [`default_store_policy`], which statuses are stored, and
+//!   [`default_stream_policy`], which responses stream through unstored.
 //! - `outcome.rs`: runtime errors and unstored responses.
 //! - `problem.rs`: RFC 9457 problem responses.
 //! - `body.rs`: [`MaybeBuffered`], the body type on both sides.
@@ -97,7 +98,7 @@ mod stored;
 
 pub use crate::body::MaybeBuffered;
 pub use crate::layer::IdempotencyLayer;
-pub use crate::policy::default_store_policy;
+pub use crate::policy::{default_store_policy, default_stream_policy};
 pub use crate::service::IdempotencyService;
 
 /// `Idempotency-Key`: the request header of the IETF draft, read by default.

@@ -54,6 +54,12 @@ pub(crate) enum Problem {
     ResponseNotStored {
         header: String,
     },
+    /// An earlier request with the key ran and its response was streamed to
+    /// its caller by design, without being stored.
+    ResponseStreamed {
+        header: String,
+        status: u16,
+    },
     ResponseUnreadable,
     /// The layer's own settings are invalid (a zero or huge ttl, lease or
     /// wait): nothing was claimed, the request was not processed.
@@ -96,7 +102,9 @@ impl Problem {
             | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InProgress { .. } => StatusCode::CONFLICT,
+            // A conflict with the key's state, not a failure of the server,
+            // and without `Retry-After`: retrying the key cannot succeed.
+            Self::InProgress { .. } | Self::ResponseStreamed { .. } => StatusCode::CONFLICT,
             Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::StoredResponseUnreadable
             | Self::ResponseNotStored { .. }
@@ -119,6 +127,7 @@ impl Problem {
             Self::StoreUnavailable { .. } => "store-unavailable",
             Self::StoredResponseUnreadable => "stored-response-unreadable",
             Self::ResponseNotStored { .. } => "response-not-stored",
+            Self::ResponseStreamed { .. } => "response-streamed",
             Self::ResponseUnreadable => "response-unreadable",
             Self::Misconfigured => "layer-misconfigured",
         }
@@ -139,6 +148,7 @@ impl Problem {
             Self::StoreUnavailable { .. } => "Idempotency store unavailable".to_owned(),
             Self::StoredResponseUnreadable => "Stored response cannot be read".to_owned(),
             Self::ResponseNotStored { .. } => "Earlier response was not stored".to_owned(),
+            Self::ResponseStreamed { .. } => "Earlier response was streamed, not stored".to_owned(),
             Self::ResponseUnreadable => "Response could not be read".to_owned(),
             Self::Misconfigured => "Idempotency layer misconfigured".to_owned(),
         }
@@ -179,6 +189,11 @@ impl Problem {
             Self::ResponseNotStored { header } => format!(
                 "A request with this {header} was processed, but its response could not be \
                  stored; it is not processed again. Use a new key to repeat the operation."
+            ),
+            Self::ResponseStreamed { header, status } => format!(
+                "A request with this {header} was processed, and its response (status {status}) \
+                 was streamed to its caller without being stored, so it cannot be replayed; the \
+                 request is not processed again. Use a new key to repeat the operation."
             ),
             Self::ResponseUnreadable => {
                 "The response body failed while it was being read.".to_owned()

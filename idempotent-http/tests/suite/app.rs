@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_RANGE, LOCATION, SET_COOKIE};
+use axum::extract::{Path, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, LOCATION, SET_COOKIE,
+};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -49,6 +51,8 @@ impl Gate {
 struct Shared {
     runs: Mutex<HashMap<&'static str, usize>>,
     gate: Gate,
+    /// Holds `/events` between its first and its last event.
+    stream_gate: Gate,
 }
 
 impl Shared {
@@ -102,6 +106,8 @@ impl TestServer {
             // the gzip body, whose encoding the replay must carry.
             .route("/report", post(report).layer(CompressionLayer::new()))
             .route("/partial", post(partial))
+            .route("/events", post(events))
+            .route("/download/{mode}/{bytes}", post(download))
             .layer(configure(layer))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -123,6 +129,11 @@ impl TestServer {
     /// The gate of the `/held` handler.
     pub fn gate(&self) -> &Gate {
         &self.shared.gate
+    }
+
+    /// The gate `/events` waits at after its first event.
+    pub fn stream_gate(&self) -> &Gate {
+        &self.shared.stream_gate
     }
 }
 
@@ -209,4 +220,78 @@ async fn partial(State(shared): State<Arc<Shared>>) -> Response {
     let run = shared.run("partial");
     let headers = [(CONTENT_RANGE, "bytes 0-9/100")];
     (StatusCode::PARTIAL_CONTENT, headers, format!("{run:0>10}")).into_response()
+}
+
+/// A server-sent event stream: one event, then, once the test opens the
+/// stream gate, a last one. A layer that collects the body before sending
+/// anything never lets the test see the first.
+async fn events(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("events");
+    let (body, sender) = ChannelBody::new();
+    tokio::spawn(async move {
+        let _ = sender
+            .send(Bytes::from(format!("data: first of run {run}\n\n")))
+            .await;
+        shared.stream_gate.entered.notify_one();
+        shared.stream_gate.release.notified().await;
+        let _ = sender.send(Bytes::from_static(b"data: last\n\n")).await;
+    });
+    (
+        [(CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::new(body),
+    )
+        .into_response()
+}
+
+/// `bytes` bytes of `download_byte`s: as 16 KiB chunks without a
+/// `Content-Length` (`mode` `chunked`), or in one piece with it (`sized`).
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path((mode, bytes)): Path<(String, usize)>,
+) -> Response {
+    shared.run("download");
+    let content: Vec<u8> = (0..bytes).map(download_byte).collect();
+    let headers = [(CONTENT_TYPE, "application/octet-stream")];
+    if mode == "sized" {
+        return (headers, content).into_response();
+    }
+    let (body, sender) = ChannelBody::new();
+    tokio::spawn(async move {
+        for chunk in content.chunks(16 * 1024) {
+            if sender.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (headers, axum::body::Body::new(body)).into_response()
+}
+
+/// The byte at `index` of every download, so a reordered or truncated body
+/// shows.
+pub fn download_byte(index: usize) -> u8 {
+    b'a' + (index % 26) as u8
+}
+
+/// A response body fed by a task, chunk by chunk, of unknown length.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl ChannelBody {
+    fn new() -> (Self, tokio::sync::mpsc::Sender<Bytes>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        (Self(receiver), sender)
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
 }
