@@ -113,3 +113,32 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_resumed_body_sends_what_was_read_then_the_rest() {
+        let body = MaybeBuffered::resumed(
+            Bytes::from_static(b"read "),
+            Box::pin(Full::new(Bytes::from_static(b"rest"))),
+        );
+        assert_eq!(body.size_hint().exact(), Some(9));
+        assert!(!body.is_end_stream());
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "read rest");
+    }
+
+    #[tokio::test]
+    async fn nothing_read_is_no_empty_frame() {
+        let mut body = MaybeBuffered::resumed(
+            Bytes::new(),
+            Box::pin(Full::new(Bytes::from_static(b"all"))),
+        );
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "all");
+        assert!(body.frame().await.is_none());
+    }
+}

@@ -64,6 +64,8 @@ where
         .runtime()
         .prepare(&(client.as_deref(), key.as_str()), &fingerprint);
     let request = Request::from_parts(parts, MaybeBuffered::buffered(body));
+    // For the logs after the call, outside the engine's span that names it.
+    let record = call.stored_key().unwrap_or_default().to_owned();
 
     // Set only when the handler ran in this call: this client then gets the
     // full response, not the stored subset, and no replay marker.
@@ -74,11 +76,11 @@ where
     match outcome {
         Ok(stored) => match fresh {
             Some(response) => Ok(response),
-            None => Ok(replay(&config, stored)),
+            None => Ok(replay(&config, &record, stored)),
         },
         Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
-            tracing::debug!(%error, "answering a keyed request without running it");
+            tracing::debug!(scope = %config.scope, key = record, %error, "answered without running");
             Ok(problem_response(&config, &problem_for(&error, &config)))
         }
         Err(Unstored::Service(error)) => Err(error),
@@ -156,14 +158,17 @@ where
     Ok(response.map(MaybeBuffered::streaming))
 }
 
-fn replay<B>(config: &Config, stored: Stored) -> Response<MaybeBuffered<B>> {
+fn replay<B>(config: &Config, record: &str, stored: Stored) -> Response<MaybeBuffered<B>> {
+    let scope = &*config.scope;
     let stored = match stored {
         Stored::Response(stored) => stored,
         Stored::Streamed { status } => {
             let header = config.header_title.clone();
             tracing::debug!(
+                scope,
+                key = record,
                 status,
-                "the earlier response was streamed; nothing to replay"
+                "response was streamed; nothing to replay"
             );
             return problem_response(config, &Problem::ResponseStreamed { header, status });
         }
@@ -171,7 +176,12 @@ fn replay<B>(config: &Config, stored: Stored) -> Response<MaybeBuffered<B>> {
     match stored.replay() {
         Ok(response) => response.map(MaybeBuffered::buffered),
         Err(reason) => {
-            tracing::error!(reason, "the stored response cannot be replayed");
+            tracing::error!(
+                scope,
+                key = record,
+                reason,
+                "stored response cannot be replayed"
+            );
             problem_response(config, &Problem::StoredResponseUnreadable)
         }
     }

@@ -37,7 +37,9 @@ use crate::IdempotencyService;
 /// | store unreachable | 503 with `Retry-After`; the inner service does not run |
 ///
 /// Every answer of the layer itself is an RFC 9457 `application/problem+json`
-/// document. Each request runs through the `idempotent_core` runtime, so its
+/// document whose `code` member names its kind (`key-reused`,
+/// `response-streamed`, ...; the README lists them all), with a `type` of
+/// `about:blank` or under [`problem_type_base`](Self::problem_type_base). Each request runs through the `idempotent_core` runtime, so its
 /// guarantees hold here too: the claim is renewed while the handler runs,
 /// released if the request is cancelled or the handler panics, and fenced
 /// if a stalled holder lost its lease.
