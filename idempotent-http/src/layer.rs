@@ -39,7 +39,8 @@ use crate::IdempotencyService;
 /// Every answer of the layer itself is an RFC 9457 `application/problem+json`
 /// document whose `code` member names its kind (`key-reused`,
 /// `response-streamed`, ...; the README lists them all), with a `type` of
-/// `about:blank` or under [`problem_type_base`](Self::problem_type_base). Each request runs through the `idempotent_core` runtime, so its
+/// `about:blank` or under [`problem_type_base`](Self::problem_type_base).
+/// Each request runs through the `idempotent_core` runtime, so its
 /// guarantees hold here too: the claim is renewed while the handler runs,
 /// released if the request is cancelled or the handler panics, and fenced
 /// if a stalled holder lost its lease.
@@ -72,6 +73,7 @@ use crate::IdempotencyService;
 ///             }),
 ///     );
 /// ```
+///
 /// Without `client_id(..)` or `shared_key_space()` the layer wraps nothing,
 /// and this does not compile:
 ///
