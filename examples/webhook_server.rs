@@ -26,6 +26,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use idempotency::http::key_space::Chosen;
 use idempotency::http::IdempotencyLayer;
 use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
@@ -94,7 +95,7 @@ async fn acme_webhook(
     ledger.credit(&event.event_id, event.amount_cents).await
 }
 
-fn acme_layer() -> IdempotencyLayer {
+fn acme_layer() -> IdempotencyLayer<Chosen> {
     IdempotencyLayer::with_default_backend()
         .scope("webhooks::acme")
         .required(true)

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
-    HeaderName, CONTENT_LANGUAGE, CONTENT_LOCATION, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+    HeaderName, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
+    CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY,
 };
 use http::request::Parts;
+use http::response;
 use http::{Method, StatusCode};
 use idempotent_core::{Backend, Idempotency, DEFAULT_LEASE, DEFAULT_TTL};
 
-use crate::policy::default_store_policy;
-use crate::problem::DEFAULT_TYPE_BASE;
+use crate::policy::{default_store_policy, default_stream_policy};
 
 /// The header of the IETF draft.
 pub(crate) const DEFAULT_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
@@ -24,21 +25,32 @@ pub(crate) const DEFAULT_SCOPE: &str = "idempotent-http";
 pub(crate) const DEFAULT_MAX_KEY_LEN: usize = 255;
 /// 1 MiB: requests are buffered in memory to be fingerprinted.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// 1 MiB, the default output limit of `MemoryBackend` and `RedisBackend`:
+/// the stores cannot say theirs, and a longer response would not fit.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Headers kept with a stored response: those that describe the body or the
-/// created resource. Anything else (`Set-Cookie`, tracing ids, `Date`) is
-/// per-response and is not replayed unless allowed explicitly.
-pub(crate) const DEFAULT_STORED_HEADERS: [HeaderName; 6] = [
+/// Headers kept with a stored response: those that describe the body (its
+/// representation: without `Content-Encoding` a stored gzip body would be
+/// replayed as plain JSON) or the created resource, and how caches may keep
+/// it. Anything else (`Set-Cookie`, tracing ids, `Date`) is per-response and
+/// is not replayed unless allowed explicitly.
+pub(crate) const DEFAULT_STORED_HEADERS: [HeaderName; 11] = [
     CONTENT_TYPE,
+    CONTENT_ENCODING,
     CONTENT_LANGUAGE,
     CONTENT_LOCATION,
+    CONTENT_DISPOSITION,
+    CONTENT_RANGE,
     LOCATION,
     ETAG,
     LAST_MODIFIED,
+    VARY,
+    CACHE_CONTROL,
 ];
 
 pub(crate) type StorePolicy = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+pub(crate) type StreamPolicy = Arc<dyn Fn(&response::Parts) -> bool + Send + Sync>;
 pub(crate) type ClientId = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
@@ -56,11 +68,14 @@ pub(crate) struct Config {
     pub(crate) fingerprint_headers: Vec<HeaderName>,
     pub(crate) stored_headers: Vec<HeaderName>,
     pub(crate) store_if: StorePolicy,
+    pub(crate) stream_if: StreamPolicy,
     pub(crate) client_id: Option<ClientId>,
     pub(crate) max_key_len: usize,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_response_bytes: usize,
     pub(crate) retry_after: Duration,
-    pub(crate) problem_type_base: String,
+    /// `None`: every problem's `type` is `about:blank`.
+    pub(crate) problem_type_base: Option<String>,
 }
 
 impl Config {
@@ -78,11 +93,13 @@ impl Config {
             fingerprint_headers: Vec::new(),
             stored_headers: DEFAULT_STORED_HEADERS.to_vec(),
             store_if: Arc::new(default_store_policy),
+            stream_if: Arc::new(default_stream_policy),
             client_id: None,
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry_after: DEFAULT_RETRY_AFTER,
-            problem_type_base: DEFAULT_TYPE_BASE.to_owned(),
+            problem_type_base: None,
         }
     }
 }
@@ -116,6 +133,7 @@ impl fmt::Debug for Config {
             .field("client_id", &self.client_id.is_some())
             .field("max_key_len", &self.max_key_len)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("retry_after", &self.retry_after)
             .field("problem_type_base", &self.problem_type_base)
             .finish_non_exhaustive()
@@ -140,6 +158,14 @@ pub(crate) fn title_case(name: &HeaderName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_response_headers_are_not_stored_by_default() {
+        for name in ["set-cookie", "date", "x-request-id", "content-length"] {
+            let name = HeaderName::from_static(name);
+            assert!(!DEFAULT_STORED_HEADERS.contains(&name), "{name}");
+        }
+    }
 
     #[test]
     fn header_names_are_title_cased_for_texts() {

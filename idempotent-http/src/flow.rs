@@ -1,21 +1,20 @@
 //! One request through the layer: which requests it applies to, the key and
 //! body checks, then the runtime call around the inner service.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower_service::Service;
 
-use crate::buffer::read_limited;
+use crate::buffer::{declares_more_than, read_limited, read_response, ResponseBody};
 use crate::config::Config;
 use crate::fingerprint::RequestFingerprint;
 use crate::key;
 use crate::outcome::{problem_for, Unstored};
 use crate::problem::Problem;
-use crate::stored::StoredResponse;
+use crate::stored::{Stored, StoredResponse};
 use crate::{BoxError, MaybeBuffered};
 
 type Answer<ResBody, E> = Result<Response<MaybeBuffered<ResBody>>, E>;
@@ -65,35 +64,44 @@ where
         .runtime()
         .prepare(&(client.as_deref(), key.as_str()), &fingerprint);
     let request = Request::from_parts(parts, MaybeBuffered::buffered(body));
+    // For the logs after the call, outside the engine's span that names it.
+    let record = call.stored_key().unwrap_or_default().to_owned();
 
     // Set only when the handler ran in this call: this client then gets the
     // full response, not the stored subset, and no replay marker.
-    let fresh = OnceLock::new();
+    let mut fresh = None;
     let outcome = call
-        .run(|| run_inner(inner, request, &config, &fresh))
+        .run(|| run_inner(inner, request, &config, &mut fresh))
         .await;
     match outcome {
-        Ok(stored) => match fresh.into_inner() {
-            Some(response) => Ok(response.map(MaybeBuffered::buffered)),
-            None => Ok(replay(&config, stored)),
+        Ok(stored) => match fresh {
+            Some(response) => Ok(response),
+            None => Ok(replay(&config, &record, stored)),
         },
-        Err(Unstored::NotStored(response)) => Ok(response.map(MaybeBuffered::buffered)),
+        Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
-            tracing::debug!(%error, "answering a keyed request without running it");
+            tracing::debug!(scope = %config.scope, key = record, %error, "answered without running");
             Ok(problem_response(&config, &problem_for(&error, &config)))
         }
         Err(Unstored::Service(error)) => Err(error),
     }
 }
 
-/// The runtime body: runs the inner service and decides, by status, whether
-/// its response is stored (`Ok`) or released (`Err`).
+/// The runtime body: runs the inner service and decides whether its
+/// response is stored (`Ok(Response)`), streamed with the key recording the
+/// run (`Ok(Streamed)`), or released (`Err`). The response for this caller
+/// goes to `fresh`.
+///
+/// A streamed response is settled when its head is ready, not when its body
+/// ends: the engine then stores the mark and stops renewing the claim, and
+/// the body flows to the caller after `run` returned, so a stream that never
+/// ends holds no claim.
 async fn run_inner<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<MaybeBuffered<ReqBody>>,
     config: &Config,
-    fresh: &OnceLock<Response<Bytes>>,
-) -> Result<StoredResponse, Unstored<S::Error>>
+    fresh: &mut Option<Response<MaybeBuffered<ResBody>>>,
+) -> Result<Stored, Unstored<S::Error, ResBody>>
 where
     S: Service<Request<MaybeBuffered<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
@@ -101,23 +109,42 @@ where
 {
     let response = inner.call(request).await.map_err(Unstored::Service)?;
     let (parts, body) = response.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let error: BoxError = error.into();
-            tracing::warn!(%error, "the response body failed; releasing the key");
-            let response = Problem::ResponseUnreadable.to_response(&config.problem_type_base);
-            return Err(Unstored::NotStored(response));
-        }
-    };
-    if !(config.store_if)(parts.status) {
-        tracing::debug!(status = %parts.status, "not storing this status; releasing the key");
+    let status = parts.status;
+    if !(config.store_if)(status) {
+        tracing::debug!(%status, "not storing this status; releasing the key");
+        let body = MaybeBuffered::streaming(body);
         return Err(Unstored::NotStored(Response::from_parts(parts, body)));
     }
-    let stored = StoredResponse::capture(&parts, &body, &config.stored_headers);
-    // `run` calls this body at most once, so the cell is always empty here.
-    let _ = fresh.set(Response::from_parts(parts, body));
-    Ok(stored)
+    let limit = config.max_response_bytes;
+    if (config.stream_if)(&parts) || declares_more_than(&parts.headers, limit) {
+        tracing::debug!(%status, "streaming the response unstored; the key records the run");
+        *fresh = Some(Response::from_parts(parts, MaybeBuffered::streaming(body)));
+        return Ok(Stored::Streamed {
+            status: status.as_u16(),
+        });
+    }
+    match read_response(body, limit).await {
+        ResponseBody::Whole(body) => {
+            let stored = StoredResponse::capture(&parts, &body, &config.stored_headers);
+            *fresh = Some(Response::from_parts(parts, MaybeBuffered::buffered(body)));
+            Ok(Stored::Response(stored))
+        }
+        ResponseBody::Longer(read, rest) => {
+            tracing::debug!(%status, limit, "response over the limit; streaming it unstored");
+            *fresh = Some(Response::from_parts(
+                parts,
+                MaybeBuffered::resumed(read, rest),
+            ));
+            Ok(Stored::Streamed {
+                status: status.as_u16(),
+            })
+        }
+        ResponseBody::Failed(error) => {
+            tracing::warn!(%error, "the response body failed; releasing the key");
+            let problem = problem_response(config, &Problem::ResponseUnreadable);
+            Err(Unstored::NotStored(problem))
+        }
+    }
 }
 
 async fn pass_through<S, ReqBody, ResBody>(
@@ -131,11 +158,30 @@ where
     Ok(response.map(MaybeBuffered::streaming))
 }
 
-fn replay<B>(config: &Config, stored: StoredResponse) -> Response<MaybeBuffered<B>> {
+fn replay<B>(config: &Config, record: &str, stored: Stored) -> Response<MaybeBuffered<B>> {
+    let scope = &*config.scope;
+    let stored = match stored {
+        Stored::Response(stored) => stored,
+        Stored::Streamed { status } => {
+            let header = config.header_title.clone();
+            tracing::debug!(
+                scope,
+                key = record,
+                status,
+                "response was streamed; nothing to replay"
+            );
+            return problem_response(config, &Problem::ResponseStreamed { header, status });
+        }
+    };
     match stored.replay() {
         Ok(response) => response.map(MaybeBuffered::buffered),
         Err(reason) => {
-            tracing::error!(reason, "the stored response cannot be replayed");
+            tracing::error!(
+                scope,
+                key = record,
+                reason,
+                "stored response cannot be replayed"
+            );
             problem_response(config, &Problem::StoredResponseUnreadable)
         }
     }
@@ -143,6 +189,6 @@ fn replay<B>(config: &Config, stored: StoredResponse) -> Response<MaybeBuffered<
 
 fn problem_response<B>(config: &Config, problem: &Problem) -> Response<MaybeBuffered<B>> {
     problem
-        .to_response(&config.problem_type_base)
+        .to_response(config.problem_type_base.as_deref())
         .map(MaybeBuffered::buffered)
 }

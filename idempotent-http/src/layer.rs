@@ -2,6 +2,7 @@
 //! tower `Layer` that wraps a service with them.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use idempotent_core::{default_backend, Backend};
 use tower_layer::Layer;
 
 use crate::config::{title_case, Config};
+use crate::key_space::{Chosen, KeySpace, Unchosen};
 use crate::IdempotencyService;
 
 /// A tower [`Layer`] that makes requests carrying an `Idempotency-Key` header
@@ -27,19 +29,30 @@ use crate::IdempotencyService;
 /// | key malformed, repeated, or longer than [`max_key_len`](Self::max_key_len) | 400 |
 /// | body over [`max_body_bytes`](Self::max_body_bytes) | 413 |
 /// | new key | runs the inner service; its response is stored (see [`store_if`](Self::store_if)) |
+/// | new key, an event stream or a response over [`max_response_bytes`](Self::max_response_bytes) | runs the inner service; its response streams through, unstored (see [`stream_if`](Self::stream_if)) |
 /// | key seen, same request, response stored | the stored response, `Idempotent-Replayed: true` |
 /// | key seen, same request, still running | 409 with `Retry-After` (or waits: [`wait`](Self::wait)) |
+/// | key seen, same request, response streamed | 409 `response-streamed`, no `Retry-After`; not run again |
 /// | key seen with another method, path, query, body or fingerprinted header | 422 |
 /// | store unreachable | 503 with `Retry-After`; the inner service does not run |
 ///
 /// Every answer of the layer itself is an RFC 9457 `application/problem+json`
-/// document. Each request runs through the `idempotent_core` runtime, so its
+/// document whose `code` member names its kind (`key-reused`,
+/// `response-streamed`, ...; the README lists them all), with a `type` of
+/// `about:blank` or under [`problem_type_base`](Self::problem_type_base).
+/// Each request runs through the `idempotent_core` runtime, so its
 /// guarantees hold here too: the claim is renewed while the handler runs,
 /// released if the request is cancelled or the handler panics, and fenced
 /// if a stalled holder lost its lease.
 ///
-/// Keys are per client once [`client_id`](Self::client_id) is set (without
-/// it, all clients share one key space), and per [`scope`](Self::scope).
+/// The key space is a choice the layer makes you write down: call
+/// [`client_id`](Self::client_id) so keys are per client, or
+/// [`shared_key_space`](Self::shared_key_space) when every client may see
+/// every key. In one shared space a client that sends another's key and
+/// body gets the other's stored response, and a 422 tells it that a key it
+/// guessed is in use. Until one of the two is called the layer's type is
+/// `IdempotencyLayer<Unchosen>`, which is not a tower `Layer`. Keys are also
+/// per [`scope`](Self::scope).
 ///
 /// ```
 /// use std::time::Duration;
@@ -60,13 +73,27 @@ use crate::IdempotencyService;
 ///             }),
 ///     );
 /// ```
+///
+/// Without `client_id(..)` or `shared_key_space()` the layer wraps nothing,
+/// and this does not compile:
+///
+/// ```compile_fail
+/// use axum::{routing::post, Router};
+/// use idempotent_core::MemoryBackend;
+/// use idempotent_http::IdempotencyLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/payments", post(|| async { "charged" }))
+///     .layer(IdempotencyLayer::new(MemoryBackend::new()));
+/// ```
 #[derive(Clone, Debug)]
 #[must_use = "a layer does nothing until it wraps a service"]
-pub struct IdempotencyLayer {
+pub struct IdempotencyLayer<K = Unchosen> {
     config: Arc<Config>,
+    key_space: PhantomData<fn() -> K>,
 }
 
-impl IdempotencyLayer {
+impl IdempotencyLayer<Unchosen> {
     /// A layer storing its records in `backend`: a `MemoryBackend` for one
     /// process, a `RedisBackend` (or an `Arc` of any store) to share them
     /// between processes.
@@ -78,6 +105,7 @@ impl IdempotencyLayer {
     pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
         Self {
             config: Arc::new(Config::new(backend)),
+            key_space: PhantomData,
         }
     }
 
@@ -88,6 +116,39 @@ impl IdempotencyLayer {
         Self::new(default_backend())
     }
 
+    /// Scopes keys per client: `extractor` returns the client's identity
+    /// (typically the authenticated account, put in the request's extensions
+    /// by an authentication layer that runs first), so one client can never
+    /// replay another client's response by sending its key. Requests for
+    /// which it returns `None` share one anonymous key space, apart from
+    /// every client's.
+    pub fn client_id(
+        self,
+        extractor: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> IdempotencyLayer<Chosen> {
+        self.with(|config| config.client_id = Some(Arc::new(extractor)))
+            .chosen()
+    }
+
+    /// Lets all clients share one key space: the key and the request alone
+    /// find the record. Choose it only when every client may see every
+    /// other's responses (one trusted caller, or keys that are unguessable
+    /// and never shared) since a client that sends another's key and body
+    /// gets the other's response, and a 422 for another body tells it the
+    /// key is in use.
+    pub fn shared_key_space(self) -> IdempotencyLayer<Chosen> {
+        self.chosen()
+    }
+
+    fn chosen(self) -> IdempotencyLayer<Chosen> {
+        IdempotencyLayer {
+            config: self.config,
+            key_space: PhantomData,
+        }
+    }
+}
+
+impl<K> IdempotencyLayer<K> {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(Arc::make_mut(&mut self.config));
         self
@@ -122,10 +183,13 @@ impl IdempotencyLayer {
         self.with(|config| config.fingerprint_headers.push(name))
     }
 
-    /// Adds a response header to the ones stored and replayed. Default:
-    /// `Content-Type`, `Content-Language`, `Content-Location`, `Location`,
-    /// `ETag`, `Last-Modified`. Others (`Set-Cookie`, request ids) reach the
-    /// first caller only.
+    /// Adds a response header to the ones stored and replayed. Default: the
+    /// representation and resource headers `Content-Type`,
+    /// `Content-Encoding`, `Content-Language`, `Content-Location`,
+    /// `Content-Disposition`, `Content-Range`, `Location`, `ETag`,
+    /// `Last-Modified`, `Vary` and `Cache-Control`, so a replay is the same
+    /// representation as the first answer. Others (`Set-Cookie`, `Date`,
+    /// request ids) reach the first caller only.
     pub fn store_header(self, name: HeaderName) -> Self {
         self.with(|config| config.stored_headers.push(name))
     }
@@ -138,19 +202,6 @@ impl IdempotencyLayer {
         self.with(|config| config.store_if = Arc::new(policy))
     }
 
-    /// Scopes keys per client: `extractor` returns the client's identity
-    /// (typically the authenticated account, put in the request's extensions
-    /// by an authentication layer that runs first), so one client can never
-    /// replay another client's response by sending its key. Requests for
-    /// which it returns `None` share one anonymous key space, apart from
-    /// every client's.
-    pub fn client_id(
-        self,
-        extractor: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.with(|config| config.client_id = Some(Arc::new(extractor)))
-    }
-
     /// The longest key accepted, in bytes; longer ones get a 400. Default: 255.
     pub fn max_key_len(self, max: usize) -> Self {
         self.with(|config| config.max_key_len = max)
@@ -160,6 +211,36 @@ impl IdempotencyLayer {
     /// get a 413 (such bodies are buffered to be fingerprinted). Default: 1 MiB.
     pub fn max_body_bytes(self, max: usize) -> Self {
         self.with(|config| config.max_body_bytes = max)
+    }
+
+    /// The longest response stored, in bytes. A longer one, by its
+    /// `Content-Length` or, without one, once it grows past this while it
+    /// is read, is streamed on to its caller as it is produced, without
+    /// being stored: the key records that the request ran, and a retry gets
+    /// a 409 `response-streamed` problem, never a second run. Default: 1 MiB,
+    /// the default output limit of `MemoryBackend` and `RedisBackend`.
+    ///
+    /// Set it at or below your store's output limit, less the record's
+    /// overhead (the allowed headers, JSON escaping, base64 for binary
+    /// bodies): a response under this limit that the store then refuses is
+    /// still not run again, but its retries get a 500 `response-not-stored`.
+    pub fn max_response_bytes(self, max: usize) -> Self {
+        self.with(|config| config.max_response_bytes = max)
+    }
+
+    /// Which responses are streamed to their caller as they are produced,
+    /// without being stored (after [`store_if`](Self::store_if) kept their
+    /// status; a response whose status is not stored is always streamed, and
+    /// releases the key). Their keys record that the request ran, and a
+    /// retry gets a 409 `response-streamed` problem. Default:
+    /// [`default_stream_policy`](crate::default_stream_policy), event
+    /// streams; responses past [`max_response_bytes`](Self::max_response_bytes)
+    /// stream whatever the policy says.
+    pub fn stream_if(
+        self,
+        policy: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|config| config.stream_if = Arc::new(policy))
     }
 
     /// The namespace of the records in the store. Default: `idempotent-http`.
@@ -198,16 +279,19 @@ impl IdempotencyLayer {
         self.with(|config| config.retry_after = delay)
     }
 
-    /// The base of the problem documents' `type` URIs, each `{base}#{slug}`,
-    /// to point clients at your own documentation. Default: this crate's
-    /// README, which lists the slugs.
+    /// The base of the problem documents' `type` URIs, each `{base}{code}`
+    /// (so end it with `/` or `#`), to point clients at your own
+    /// documentation of the codes (this crate's README lists them).
+    /// Default: none, and every `type` is `about:blank` as RFC 9457 advises
+    /// for problems without a page of their own; the `code` member names
+    /// the kind either way.
     pub fn problem_type_base(self, base: impl Into<String>) -> Self {
         let base = base.into();
-        self.with(|config| config.problem_type_base = base)
+        self.with(|config| config.problem_type_base = Some(base))
     }
 }
 
-impl<S> Layer<S> for IdempotencyLayer {
+impl<S, K: KeySpace> Layer<S> for IdempotencyLayer<K> {
     type Service = IdempotencyService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

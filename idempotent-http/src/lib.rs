@@ -9,7 +9,12 @@
 //! # async fn serve() -> std::io::Result<()> {
 //! let app = Router::new()
 //!     .route("/payments", post(|| async { "charged once" }))
-//!     .layer(IdempotencyLayer::new(MemoryBackend::new()).required(true));
+//!     .layer(
+//!         IdempotencyLayer::new(MemoryBackend::new())
+//!             .required(true)
+//!             // One trusted caller here; behind authentication, use `client_id`.
+//!             .shared_key_space(),
+//!     );
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
@@ -40,7 +45,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let service = ServiceBuilder::new()
-//!     .layer(IdempotencyLayer::new(MemoryBackend::new()))
+//!     .layer(IdempotencyLayer::new(MemoryBackend::new()).shared_key_space())
 //!     .service(service_fn(|_: Request<MaybeBuffered<Full<Bytes>>>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("created"))))
 //!     }));
@@ -63,10 +68,12 @@
 //! - `service.rs`: [`IdempotencyService`], the tower `Service`.
 //! - `flow.rs`: one request through the layer, around the runtime call.
 //! - `key.rs`: reading and validating the key header.
+//! - `key_space.rs`: the builder's choice of per-client or shared keys.
 //! - `buffer.rs`: reading the request body up to the limit.
 //! - `fingerprint.rs`: what makes two requests the same request.
 //! - `stored.rs`: the stored form of a response, and its replay.
-//! - `policy.rs`: [`default_store_policy`], which statuses are stored.
+//! - `policy.rs`: [`default_store_policy`], which statuses are stored, and
+//!   [`default_stream_policy`], which responses stream through unstored.
 //! - `outcome.rs`: runtime errors and unstored responses.
 //! - `problem.rs`: RFC 9457 problem responses.
 //! - `body.rs`: [`MaybeBuffered`], the body type on both sides.
@@ -81,6 +88,7 @@ mod config;
 mod fingerprint;
 mod flow;
 mod key;
+pub mod key_space;
 mod layer;
 mod outcome;
 mod policy;
@@ -90,7 +98,7 @@ mod stored;
 
 pub use crate::body::MaybeBuffered;
 pub use crate::layer::IdempotencyLayer;
-pub use crate::policy::default_store_policy;
+pub use crate::policy::{default_store_policy, default_stream_policy};
 pub use crate::service::IdempotencyService;
 
 /// `Idempotency-Key`: the request header of the IETF draft, read by default.

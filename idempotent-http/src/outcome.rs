@@ -1,28 +1,28 @@
 //! How a keyed request ended when the runtime has no stored response to give
 //! it: the error type of the runtime body, and the problems it maps to.
 
-use bytes::Bytes;
 use http::Response;
 use idempotent_core::Error;
 
 use crate::config::Config;
 use crate::problem::Problem;
+use crate::MaybeBuffered;
 
 /// The `Err` side of the runtime body. Any `Err` releases the key (the layer
 /// never uses `cache_err`), which is exactly what these cases need.
-pub(crate) enum Unstored<E> {
+pub(crate) enum Unstored<E, B> {
     /// The runtime answered without running the handler, or its record could
     /// not be read: 409, 422, 503, 500.
     Idempotency(Error),
     /// The handler answered with a status the store policy does not keep
-    /// (5xx by default): the key is released so a retry runs again, and this
-    /// response goes to this client only.
-    NotStored(Response<Bytes>),
+    /// (5xx by default), or its body failed: the key is released so a retry
+    /// runs again, and this response goes to this client only.
+    NotStored(Response<MaybeBuffered<B>>),
     /// The inner service failed with its own error instead of a response.
     Service(E),
 }
 
-impl<E> From<Error> for Unstored<E> {
+impl<E, B> From<Error> for Unstored<E, B> {
     fn from(error: Error) -> Self {
         Self::Idempotency(error)
     }

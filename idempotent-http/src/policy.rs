@@ -1,5 +1,8 @@
-//! Which responses are stored and replayed, and which release the key.
+//! Which responses are stored and replayed, which release the key, and
+//! which are streamed through without being stored.
 
+use http::header::CONTENT_TYPE;
+use http::response::Parts;
 use http::StatusCode;
 
 /// The default store policy: every final response is stored except server
@@ -31,4 +34,41 @@ pub fn default_store_policy(status: StatusCode) -> bool {
         StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_EARLY | StatusCode::TOO_MANY_REQUESTS
     );
     (200..500).contains(&status.as_u16()) && !retry_later
+}
+
+/// The default stream policy: a `text/event-stream` response is streamed to
+/// its caller as it is produced, without being stored; other responses are
+/// read to be stored, and streamed only once they grow past
+/// [`max_response_bytes`](crate::IdempotencyLayer::max_response_bytes).
+///
+/// Why: an event stream may never end, and its events are meant for the
+/// connection that asked, not for a replay; holding it back to store it
+/// would send the client nothing while the key's claim is renewed forever.
+/// The request still ran, so its key records that, and a retry gets a 409
+/// `response-streamed` problem instead of a second run.
+///
+/// ```
+/// use http::Response;
+/// use idempotent_http::default_stream_policy;
+///
+/// let (events, ()) = Response::builder()
+///     .header("content-type", "text/event-stream; charset=utf-8")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert!(default_stream_policy(&events));
+/// let (json, ()) = Response::builder()
+///     .header("content-type", "application/json")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert!(!default_stream_policy(&json));
+/// ```
+pub fn default_stream_policy(response: &Parts) -> bool {
+    response
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
 }

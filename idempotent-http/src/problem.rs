@@ -1,8 +1,12 @@
 //! The layer's own answers, as RFC 9457 problem details
-//! (`application/problem+json`) with a `type`, `title`, `status` and `detail`.
+//! (`application/problem+json`) with a `type`, `title`, `status`, `detail`
+//! and a `code` extension member naming the kind.
 //!
-//! Each `type` is `{base}#{slug}`; the default base is this crate's README,
-//! whose "Problem types" table documents every slug, as RFC 9457 suggests.
+//! The project has no web page of its own to dereference, so by default the
+//! `type` is `about:blank` (RFC 9457 §4.2.1) and the kind is carried by the
+//! `title` for people and by `code` for programs; the README's "Problem
+//! types" table documents every code. With a configured base, the `type` is
+//! `{base}{code}`, a URI the application controls.
 
 use std::time::Duration;
 
@@ -13,9 +17,8 @@ use serde::Serialize;
 
 use crate::key::KeyError;
 
-/// The default base of problem `type` URIs.
-pub(crate) const DEFAULT_TYPE_BASE: &str =
-    "https://github.com/idempotent-rs/idempotent/blob/main/idempotent-http/README.md";
+/// The `type` of every problem when no base is configured.
+const ABOUT_BLANK: &str = "about:blank";
 
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
@@ -51,6 +54,12 @@ pub(crate) enum Problem {
     ResponseNotStored {
         header: String,
     },
+    /// An earlier request with the key ran and its response was streamed to
+    /// its caller by design, without being stored.
+    ResponseStreamed {
+        header: String,
+        status: u16,
+    },
     ResponseUnreadable,
     /// The layer's own settings are invalid (a zero or huge ttl, lease or
     /// wait): nothing was claimed, the request was not processed.
@@ -64,6 +73,9 @@ struct Document<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    /// Stable across releases: what clients match on, since `title` is
+    /// prose and `type` depends on the configuration.
+    code: &'a str,
 }
 
 impl Problem {
@@ -90,7 +102,9 @@ impl Problem {
             | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InProgress { .. } => StatusCode::CONFLICT,
+            // A conflict with the key's state, not a failure of the server,
+            // and without `Retry-After`: retrying the key cannot succeed.
+            Self::InProgress { .. } | Self::ResponseStreamed { .. } => StatusCode::CONFLICT,
             Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::StoredResponseUnreadable
             | Self::ResponseNotStored { .. }
@@ -99,8 +113,9 @@ impl Problem {
         }
     }
 
-    /// The fragment of the `type` URI, an anchor in the README.
-    pub(crate) fn slug(&self) -> &'static str {
+    /// The `code` member, and the last segment of the `type` URI under a
+    /// configured base; each is an anchor in the README.
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::KeyMissing { .. } => "key-missing",
             Self::KeyInvalid { .. } => "key-invalid",
@@ -112,6 +127,7 @@ impl Problem {
             Self::StoreUnavailable { .. } => "store-unavailable",
             Self::StoredResponseUnreadable => "stored-response-unreadable",
             Self::ResponseNotStored { .. } => "response-not-stored",
+            Self::ResponseStreamed { .. } => "response-streamed",
             Self::ResponseUnreadable => "response-unreadable",
             Self::Misconfigured => "layer-misconfigured",
         }
@@ -132,6 +148,7 @@ impl Problem {
             Self::StoreUnavailable { .. } => "Idempotency store unavailable".to_owned(),
             Self::StoredResponseUnreadable => "Stored response cannot be read".to_owned(),
             Self::ResponseNotStored { .. } => "Earlier response was not stored".to_owned(),
+            Self::ResponseStreamed { .. } => "Earlier response was streamed, not stored".to_owned(),
             Self::ResponseUnreadable => "Response could not be read".to_owned(),
             Self::Misconfigured => "Idempotency layer misconfigured".to_owned(),
         }
@@ -173,6 +190,11 @@ impl Problem {
                 "A request with this {header} was processed, but its response could not be \
                  stored; it is not processed again. Use a new key to repeat the operation."
             ),
+            Self::ResponseStreamed { header, status } => format!(
+                "A request with this {header} was processed, and its response (status {status}) \
+                 was streamed to its caller without being stored, so it cannot be replayed; the \
+                 request is not processed again. Use a new key to repeat the operation."
+            ),
             Self::ResponseUnreadable => {
                 "The response body failed while it was being read.".to_owned()
             }
@@ -191,16 +213,19 @@ impl Problem {
         }
     }
 
-    /// The problem+json response, its `type` under `type_base`.
-    pub(crate) fn to_response(&self, type_base: &str) -> Response<Bytes> {
+    /// The problem+json response: its `type` is `{type_base}{code}`, or
+    /// `about:blank` without a base.
+    pub(crate) fn to_response(&self, type_base: Option<&str>) -> Response<Bytes> {
         let status = self.status();
-        let kind = format!("{type_base}#{}", self.slug());
+        let code = self.code();
+        let kind = type_base.map_or_else(|| ABOUT_BLANK.to_owned(), |base| format!("{base}{code}"));
         let (title, detail) = (self.title(), self.detail());
         let document = Document {
             kind: &kind,
             title: &title,
             status: status.as_u16(),
             detail: &detail,
+            code,
         };
         // A struct of strings and a number always serializes.
         let body = serde_json::to_vec(&document).unwrap_or_default();
@@ -228,15 +253,16 @@ mod tests {
             header: "Idempotency-Key".into(),
             retry_after: Duration::from_millis(300),
         };
-        let response = problem.to_response("https://example.test/problems");
+        let response = problem.to_response(Some("https://example.test/problems/"));
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
         assert_eq!(
             json["type"],
-            "https://example.test/problems#request-in-progress"
+            "https://example.test/problems/request-in-progress"
         );
+        assert_eq!(json["code"], "request-in-progress");
         assert_eq!(json["status"], 409);
         assert_eq!(
             json["title"],
@@ -250,8 +276,17 @@ mod tests {
 
     #[test]
     fn client_errors_carry_no_retry_after() {
-        let response = Problem::BodyTooLarge { limit: 10 }.to_response(DEFAULT_TYPE_BASE);
+        let response = Problem::BodyTooLarge { limit: 10 }.to_response(None);
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn without_a_base_the_type_is_about_blank_and_the_code_names_the_kind() {
+        let response = Problem::BodyTooLarge { limit: 10 }.to_response(None);
+        let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(json["type"], "about:blank");
+        assert_eq!(json["code"], "body-too-large");
+        assert_eq!(json["title"], "Request body is too large");
     }
 }

@@ -1,6 +1,7 @@
 //! The stored form of a response: its status, the allow-listed headers and
-//! the body. This is what the runtime stores and replays, so its serialized
-//! shape is a storage format: change it only compatibly.
+//! the body, or the mark of a response that was streamed instead. This is
+//! what the runtime stores and replays, so its serialized shape is a storage
+//! format: change it only compatibly.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -13,8 +14,73 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The header that marks a replayed response, as Stripe sends it.
 pub(crate) const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// What a keyed request that ran leaves in its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// The response, to replay.
+    Response(StoredResponse),
+    /// The response was streamed to its caller without being stored (an
+    /// event stream, or longer than the layer keeps): a retry is told so.
+    Streamed { status: u16 },
+}
+
+/// A streamed response's mark is stored as `{"streamed":{"status":200}}`,
+/// which a build that predates it fails to decode (a 500, never an empty
+/// replay) rather than misreads; a response is stored as it always was.
+#[derive(Serialize, Deserialize)]
+struct StreamedRepr {
+    status: u16,
+}
+
+/// Either shape, read in one pass: no buffering of a large body to try the
+/// shapes one after the other.
+#[derive(Deserialize)]
+struct StoredRepr {
+    status: Option<u16>,
+    headers: Option<Vec<(String, Octets)>>,
+    body: Option<Octets>,
+    streamed: Option<StreamedRepr>,
+}
+
+impl Serialize for Stored {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Streamed<'a> {
+            streamed: &'a StreamedRepr,
+        }
+        match self {
+            Self::Response(response) => response.serialize(serializer),
+            Self::Streamed { status } => Streamed {
+                streamed: &StreamedRepr { status: *status },
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Stored {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let repr = StoredRepr::deserialize(deserializer)?;
+        if let Some(StreamedRepr { status }) = repr.streamed {
+            return Ok(Self::Streamed { status });
+        }
+        match (repr.status, repr.headers, repr.body) {
+            (Some(status), Some(headers), Some(body)) => Ok(Self::Response(StoredResponse {
+                status,
+                headers,
+                body,
+            })),
+            _ => Err(D::Error::custom(
+                "a stored response needs `status`, `headers` and `body`",
+            )),
+        }
+    }
+}
+
 /// A response as stored for replay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub(crate) struct StoredResponse {
     status: u16,
     headers: Vec<(String, Octets)>,
@@ -138,8 +204,24 @@ mod tests {
         let binary = captured(b"\xff\x00");
         let json = serde_json::to_string(&binary).unwrap();
         assert!(json.contains(r#""body":{"base64":"/wA="}"#), "{json}");
-        let back: StoredResponse = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, binary);
+        let back: Stored = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Stored::Response(binary));
+    }
+
+    #[test]
+    fn records_of_earlier_builds_still_decode_and_a_streamed_mark_round_trips() {
+        let response = captured(br#"{"id":1}"#);
+        let earlier = serde_json::to_string(&response).unwrap();
+        let back: Stored = serde_json::from_str(&earlier).unwrap();
+        assert_eq!(back, Stored::Response(response));
+
+        let streamed = Stored::Streamed { status: 200 };
+        let json = serde_json::to_string(&streamed).unwrap();
+        assert_eq!(json, r#"{"streamed":{"status":200}}"#);
+        assert_eq!(serde_json::from_str::<Stored>(&json).unwrap(), streamed);
+        // What a build without the mark reads it as: not a response.
+        assert!(serde_json::from_str::<StoredResponse>(&json).is_err());
+        assert!(serde_json::from_str::<Stored>(r#"{"status":200}"#).is_err());
     }
 
     #[test]

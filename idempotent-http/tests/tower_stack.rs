@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use idempotent_core::MemoryBackend;
+use idempotent_http::key_space::Chosen;
 use idempotent_http::{IdempotencyLayer, MaybeBuffered, IDEMPOTENT_REPLAYED};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -43,7 +44,7 @@ fn stack(
     Future = impl Send,
 > + Clone {
     ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(MemoryBackend::new()))
+        .layer(IdempotencyLayer::new(MemoryBackend::new()).shared_key_space())
         .service(service_fn(move |request: Request<Body>| {
             let runs = Arc::clone(&runs);
             async move {
@@ -112,7 +113,7 @@ async fn a_panicking_handler_releases_its_key() {
 /// (a huge ttl).
 #[tokio::test]
 async fn invalid_durations_refuse_the_request_before_the_handler_runs() {
-    let settings: [fn(IdempotencyLayer) -> IdempotencyLayer; 4] = [
+    let settings: [fn(IdempotencyLayer<Chosen>) -> IdempotencyLayer<Chosen>; 4] = [
         |layer| layer.lease(Duration::ZERO),
         |layer| layer.ttl(Duration::MAX),
         |layer| layer.wait(Duration::ZERO),
@@ -123,7 +124,9 @@ async fn invalid_durations_refuse_the_request_before_the_handler_runs() {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
         let service = ServiceBuilder::new()
-            .layer(setting(IdempotencyLayer::new(Arc::clone(&store))))
+            .layer(setting(
+                IdempotencyLayer::new(Arc::clone(&store)).shared_key_space(),
+            ))
             .service(service_fn(move |_: Request<Body>| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }

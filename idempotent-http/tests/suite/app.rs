@@ -5,17 +5,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::extract::{Path, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, LOCATION, SET_COOKIE,
+};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
 use idempotent_core::Backend;
+use idempotent_http::key_space::Chosen;
 use idempotent_http::IdempotencyLayer;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tower_http::compression::CompressionLayer;
 
 /// The limits every test server runs with, small enough to test cheaply.
 pub const MAX_BODY_BYTES: usize = 1024;
@@ -47,6 +51,8 @@ impl Gate {
 struct Shared {
     runs: Mutex<HashMap<&'static str, usize>>,
     gate: Gate,
+    /// Holds `/events` between its first and its last event.
+    stream_gate: Gate,
 }
 
 impl Shared {
@@ -70,15 +76,25 @@ impl TestServer {
     /// `configure`.
     pub async fn start(
         backend: Arc<dyn Backend>,
-        configure: impl FnOnce(IdempotencyLayer) -> IdempotencyLayer,
+        configure: impl FnOnce(IdempotencyLayer<Chosen>) -> IdempotencyLayer<Chosen>,
+    ) -> TestServer {
+        Self::start_choosing(backend, |layer| {
+            configure(layer.client_id(|request| {
+                let account = request.headers.get(ACCOUNT)?;
+                Some(account.to_str().ok()?.to_owned())
+            }))
+        })
+        .await
+    }
+
+    /// Like [`start`](Self::start), where `configure` chooses the key space.
+    pub async fn start_choosing(
+        backend: Arc<dyn Backend>,
+        configure: impl FnOnce(IdempotencyLayer) -> IdempotencyLayer<Chosen>,
     ) -> TestServer {
         let layer = IdempotencyLayer::from_arc(backend)
             .max_body_bytes(MAX_BODY_BYTES)
-            .max_key_len(MAX_KEY_LEN)
-            .client_id(|request| {
-                let account = request.headers.get(ACCOUNT)?;
-                Some(account.to_str().ok()?.to_owned())
-            });
+            .max_key_len(MAX_KEY_LEN);
         let shared = Arc::new(Shared::default());
         let router = Router::new()
             .route("/payments", any(payments))
@@ -86,6 +102,12 @@ impl TestServer {
             .route("/flaky", post(flaky))
             .route("/declined", post(declined))
             .route("/throttled", post(throttled))
+            // Compressed inside the idempotency layer, so what is stored is
+            // the gzip body, whose encoding the replay must carry.
+            .route("/report", post(report).layer(CompressionLayer::new()))
+            .route("/partial", post(partial))
+            .route("/events", post(events))
+            .route("/download/{mode}/{bytes}", post(download))
             .layer(configure(layer))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -107,6 +129,11 @@ impl TestServer {
     /// The gate of the `/held` handler.
     pub fn gate(&self) -> &Gate {
         &self.shared.gate
+    }
+
+    /// The gate `/events` waits at after its first event.
+    pub fn stream_gate(&self) -> &Gate {
+        &self.shared.stream_gate
     }
 }
 
@@ -162,4 +189,109 @@ async fn declined(State(shared): State<Arc<Shared>>) -> Response {
 async fn throttled(State(shared): State<Arc<Shared>>) -> Response {
     let run = shared.run("throttled");
     (StatusCode::TOO_MANY_REQUESTS, format!("slow down ({run})")).into_response()
+}
+
+/// A JSON report, long enough to be compressed, offered as a download that
+/// caches may keep privately; per-response headers that must not be replayed.
+async fn report(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("report");
+    let rows: Vec<_> = (0..200)
+        .map(|row| json!({ "row": row, "run": run }))
+        .collect();
+    let headers = [
+        (CACHE_CONTROL, "private, max-age=60".to_owned()),
+        (
+            CONTENT_DISPOSITION,
+            "attachment; filename=\"report.json\"".to_owned(),
+        ),
+        (SET_COOKIE, format!("session=r{run}")),
+    ];
+    (
+        StatusCode::OK,
+        headers,
+        [("x-request-id", format!("req-{run}"))],
+        Json(rows),
+    )
+        .into_response()
+}
+
+/// The first bytes of a resource, as a range response.
+async fn partial(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("partial");
+    let headers = [(CONTENT_RANGE, "bytes 0-9/100")];
+    (StatusCode::PARTIAL_CONTENT, headers, format!("{run:0>10}")).into_response()
+}
+
+/// A server-sent event stream: one event, then, once the test opens the
+/// stream gate, a last one. A layer that collects the body before sending
+/// anything never lets the test see the first.
+async fn events(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("events");
+    let (body, sender) = ChannelBody::new();
+    tokio::spawn(async move {
+        let _ = sender
+            .send(Bytes::from(format!("data: first of run {run}\n\n")))
+            .await;
+        shared.stream_gate.entered.notify_one();
+        shared.stream_gate.release.notified().await;
+        let _ = sender.send(Bytes::from_static(b"data: last\n\n")).await;
+    });
+    (
+        [(CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::new(body),
+    )
+        .into_response()
+}
+
+/// `bytes` bytes of `download_byte`s: as 16 KiB chunks without a
+/// `Content-Length` (`mode` `chunked`), or in one piece with it (`sized`).
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path((mode, bytes)): Path<(String, usize)>,
+) -> Response {
+    shared.run("download");
+    let content: Vec<u8> = (0..bytes).map(download_byte).collect();
+    let headers = [(CONTENT_TYPE, "application/octet-stream")];
+    if mode == "sized" {
+        return (headers, content).into_response();
+    }
+    let (body, sender) = ChannelBody::new();
+    tokio::spawn(async move {
+        for chunk in content.chunks(16 * 1024) {
+            if sender.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (headers, axum::body::Body::new(body)).into_response()
+}
+
+/// The byte at `index` of every download, so a reordered or truncated body
+/// shows.
+pub fn download_byte(index: usize) -> u8 {
+    b'a' + (index % 26) as u8
+}
+
+/// A response body fed by a task, chunk by chunk, of unknown length.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl ChannelBody {
+    fn new() -> (Self, tokio::sync::mpsc::Sender<Bytes>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        (Self(receiver), sender)
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
 }

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use idempotent_http::key_space::Chosen;
+use idempotent_http::IdempotencyLayer;
 use reqwest::Method;
+use tokio::io::AsyncReadExt;
 
-use super::app::{TestServer, MAX_BODY_BYTES, MAX_KEY_LEN};
+use super::app::{download_byte, TestServer, MAX_BODY_BYTES, MAX_KEY_LEN};
 use super::client::{post, request, Client};
 use super::Store;
 
@@ -16,7 +19,7 @@ async fn serve(store: &Store) -> (TestServer, Client) {
 
 async fn serve_with(
     store: &Store,
-    configure: impl FnOnce(idempotent_http::IdempotencyLayer) -> idempotent_http::IdempotencyLayer,
+    configure: impl FnOnce(IdempotencyLayer<Chosen>) -> IdempotencyLayer<Chosen>,
 ) -> (TestServer, Client) {
     let server = TestServer::start(Arc::clone(&store.backend), configure).await;
     let client = Client::new(&server.base);
@@ -368,4 +371,251 @@ pub async fn only_post_and_patch_apply_by_default(store: Store) {
         }
     }
     assert_eq!(server.runs("payments"), 7);
+}
+
+pub async fn problem_types_are_about_blank_or_under_the_configured_base(store: Store) {
+    let (_server, client) = serve_with(&store, |layer| layer.required(true)).await;
+    let problem = client
+        .send(&post("/payments", "{}"))
+        .await
+        .problem(400, "key-missing");
+    // RFC 9457: no URI of its own, so the kind is in `title` and `code`.
+    assert_eq!(problem["type"], "about:blank");
+
+    let (_server, client) = serve_with(&store, |layer| {
+        layer
+            .required(true)
+            .problem_type_base("https://docs.example.test/problems/")
+    })
+    .await;
+    let problem = client
+        .send(&post("/payments", "{}"))
+        .await
+        .problem_of_type(400, "key-missing");
+    assert_eq!(
+        problem["type"],
+        "https://docs.example.test/problems/key-missing"
+    );
+}
+
+/// Issue 14, item 2: a replay is the same representation as the first
+/// answer, so a gzip body is never replayed as if it were plain JSON.
+pub async fn a_replay_carries_the_representation_headers(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/report", "{}")
+        .key("report-1")
+        .header("accept-encoding", "gzip");
+    let first = client.send(&request).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    let rows: serde_json::Value = serde_json::from_slice(&gunzip(&first.bytes)).unwrap();
+    assert_eq!(rows[199]["row"], 199);
+
+    let retry = client.send(&request).await;
+    assert!(retry.replayed(), "{retry:?}");
+    assert_eq!(retry.bytes, first.bytes);
+    for header in [
+        "content-type",
+        "content-encoding",
+        "vary",
+        "cache-control",
+        "content-disposition",
+    ] {
+        assert!(
+            first.header(header).is_some(),
+            "the first answer has {header}"
+        );
+        assert_eq!(retry.header(header), first.header(header), "{header}");
+    }
+    assert_eq!(retry.header("set-cookie"), None);
+    assert_eq!(retry.header("x-request-id"), None);
+    assert_eq!(server.runs("report"), 1);
+
+    let range = post("/partial", "{}").key("partial-1");
+    let first = client.send(&range).await;
+    assert_eq!(first.status, 206);
+    let retry = client.send(&range).await;
+    assert!(retry.replayed(), "{retry:?}");
+    assert_eq!(retry.status, 206);
+    assert_eq!(retry.header("content-range"), Some("bytes 0-9/100"));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(server.runs("partial"), 1);
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut plain)
+        .expect("a gzip body");
+    plain
+}
+
+/// A shared key space, chosen explicitly: the key and the request alone find
+/// the record, whoever sends them.
+pub async fn a_shared_key_space_replays_to_every_client(store: Store) {
+    let server =
+        TestServer::start_choosing(Arc::clone(&store.backend), |layer| layer.shared_key_space())
+            .await;
+    let client = Client::new(&server.base);
+    let body = r#"{"amount":10}"#;
+    let alice = client
+        .send(&post("/payments", body).key("one-space").account("alice"))
+        .await;
+    assert_eq!(alice.status, 201);
+    let bob = client
+        .send(&post("/payments", body).key("one-space").account("bob"))
+        .await;
+    assert!(bob.replayed(), "{bob:?}");
+    assert_eq!(bob.body, alice.body);
+    let other = post("/payments", r#"{"amount":99}"#)
+        .key("one-space")
+        .account("bob");
+    client.send(&other).await.problem(422, "key-reused");
+    assert_eq!(server.runs("payments"), 1);
+}
+
+/// Issue 14, item 1: an event stream reaches its caller as it is produced
+/// (the layer does not wait for its end, which may never come), and the key
+/// records that the request ran: a retry, during the stream or after it, is
+/// told so and does not run the handler again.
+pub async fn an_event_stream_streams_through_and_a_retry_does_not_run_it_again(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/events", "{}").key("events-1");
+    let mut stream = tokio::time::timeout(STREAM_DEADLINE, client.open(&request))
+        .await
+        .expect("the stream's head arrives before the stream ends");
+    assert_eq!(stream.status(), 200);
+    assert!(stream.headers().get("idempotent-replayed").is_none());
+    let first = tokio::time::timeout(STREAM_DEADLINE, stream.chunk())
+        .await
+        .expect("the first event arrives before the stream ends")
+        .unwrap()
+        .expect("an event");
+    assert_eq!(&first[..], b"data: first of run 1\n\n");
+
+    // While the stream runs, the key is already settled: no 409 in progress.
+    let during = client.send(&request).await;
+    let problem = during.problem(409, "response-streamed");
+    assert!(during.header("retry-after").is_none(), "{during:?}");
+    assert!(problem["detail"].as_str().unwrap().contains("new key"));
+
+    server.stream_gate().release();
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"data: last\n\n");
+
+    client
+        .send(&request)
+        .await
+        .problem(409, "response-streamed");
+    assert_eq!(server.runs("events"), 1);
+}
+
+/// A response over `max_response_bytes` streams through whole, whether its
+/// length is declared or only shows as it streams, and is not run again.
+pub async fn a_response_over_the_limit_streams_through_and_is_not_run_again(store: Store) {
+    let (server, client) = serve(&store).await;
+    for (run, mode) in [(1, "chunked"), (2, "sized")] {
+        let path = format!("/download/{mode}/{LARGE_DOWNLOAD}");
+        let request = post(&path, "{}").key(&format!("download-{mode}"));
+        let first = client.send(&request).await;
+        assert_eq!(first.status, 200, "{mode}");
+        assert!(!first.replayed());
+        assert_eq!(first.bytes.len(), LARGE_DOWNLOAD, "{mode}");
+        let expected = (0..LARGE_DOWNLOAD).map(download_byte);
+        assert!(
+            first.bytes.iter().copied().eq(expected),
+            "{mode}: the body arrives intact"
+        );
+
+        let retry = client.send(&request).await;
+        retry.problem(409, "response-streamed");
+        assert_eq!(server.runs("download"), run, "{mode}");
+    }
+}
+
+/// The default limit is 1 MiB; this is past it, cheaply.
+const LARGE_DOWNLOAD: usize = 1024 * 1024 + 64 * 1024;
+/// How long a stream's first bytes may take to arrive before the test calls
+/// the layer stuck: not a speed bound, a bound on waiting for what a
+/// buffering layer would never send.
+const STREAM_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The same stream on the wire: its head and first event are sent while the
+/// handler still produces it, chunked, as the handler gave it.
+pub async fn an_event_stream_reaches_the_wire_before_it_ends(store: Store) {
+    let (server, client) = serve(&store).await;
+    let mut stream = client.raw_post("/events", "events-raw").await;
+    let mut seen = Vec::new();
+    let until_first_event = async {
+        while !String::from_utf8_lossy(&seen).contains("data: first of run 1") {
+            let mut buffer = [0; 1024];
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert_ne!(read, 0, "the connection closed before the first event");
+            seen.extend_from_slice(&buffer[..read]);
+        }
+    };
+    tokio::time::timeout(STREAM_DEADLINE, until_first_event)
+        .await
+        .expect("the first event reaches the wire before the stream ends");
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("idempotent-replayed"), "{head}");
+
+    server.stream_gate().release();
+    stream.read_to_end(&mut seen).await.unwrap();
+    assert!(String::from_utf8_lossy(&seen).contains("data: last"));
+    assert_eq!(server.runs("events"), 1);
+}
+
+/// `max_response_bytes` is the boundary: a response of exactly the limit is
+/// stored and replayed, one byte more is streamed, declared or not.
+pub async fn a_response_of_exactly_max_response_bytes_is_stored(store: Store) {
+    const LIMIT: usize = 4096;
+    let (server, client) = serve_with(&store, |layer| layer.max_response_bytes(LIMIT)).await;
+    let at_limit = post(&format!("/download/chunked/{LIMIT}"), "{}").key("at-limit");
+    let first = client.send(&at_limit).await;
+    assert_eq!(first.bytes.len(), LIMIT);
+    let retry = client.send(&at_limit).await;
+    assert!(retry.replayed(), "{retry:?}");
+    assert_eq!(retry.bytes, first.bytes);
+    assert_eq!(
+        retry.header("content-type"),
+        Some("application/octet-stream")
+    );
+
+    for mode in ["chunked", "sized"] {
+        let over = post(&format!("/download/{mode}/{}", LIMIT + 1), "{}").key(mode);
+        let first = client.send(&over).await;
+        assert_eq!(first.bytes.len(), LIMIT + 1, "{mode}");
+        let expected = (0..=LIMIT).map(download_byte);
+        assert!(first.bytes.iter().copied().eq(expected), "{mode}");
+        client.send(&over).await.problem(409, "response-streamed");
+    }
+    assert_eq!(server.runs("download"), 3);
+}
+
+/// `stream_if` replaces the default: here every response streams, and its
+/// key still records the run.
+pub async fn stream_if_chooses_what_streams(store: Store) {
+    let (server, client) = serve_with(&store, |layer| layer.stream_if(|_| true)).await;
+    let payment = post("/payments", "{}").key("streamed-payment");
+    let first = client.send(&payment).await;
+    assert_eq!(first.status, 201);
+    // The caller gets the whole response, per-response headers included.
+    assert_eq!(first.header("set-cookie"), Some("session=s1"));
+    let retry = client.send(&payment).await;
+    let problem = retry.problem(409, "response-streamed");
+    assert!(problem["detail"].as_str().unwrap().contains("status 201"));
+    // A status the store policy releases is never recorded as streamed.
+    let flaky = post("/flaky", "{}").key("streamed-flaky");
+    assert_eq!(client.send(&flaky).await.status, 500);
+    assert_eq!(client.send(&flaky).await.status, 201);
+    assert_eq!(server.runs("payments"), 1);
+    assert_eq!(server.runs("flaky"), 2);
 }

@@ -51,6 +51,14 @@ macro_rules! http_suite {
             a_429_is_not_stored,
             keys_are_scoped_per_client,
             only_post_and_patch_apply_by_default,
+            problem_types_are_about_blank_or_under_the_configured_base,
+            a_replay_carries_the_representation_headers,
+            a_shared_key_space_replays_to_every_client,
+            an_event_stream_streams_through_and_a_retry_does_not_run_it_again,
+            a_response_over_the_limit_streams_through_and_is_not_run_again,
+            an_event_stream_reaches_the_wire_before_it_ends,
+            a_response_of_exactly_max_response_bytes_is_stored,
+            stream_if_chooses_what_streams,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
