@@ -1,0 +1,75 @@
+//! The store behind PgBouncer in transaction pooling mode, where each
+//! transaction may run on another server connection: named prepared
+//! statements (the default) collide there, unnamed ones work.
+//!
+//! Needs the `pgbouncer` binary (`scripts/test` installs it). Without it
+//! the tests say so loudly and pass, except under CI (`CI` set), where a
+//! missing binary fails them.
+
+mod support;
+
+use std::time::Duration;
+
+use idempotent_core::backend::{FencingToken, Fingerprint};
+use idempotent_core::Backend;
+use idempotent_postgres::PostgresBackend;
+use idempotent_test_support::postgres::{PgBouncer, PostgresServer};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn fp(value: &str) -> Fingerprint {
+    Fingerprint::of(value).unwrap()
+}
+
+/// A private server behind a private PgBouncer with `pool_size` server
+/// connections, or `None` (said loudly) when pgbouncer is not installed.
+fn bouncer(pool_size: u32) -> Option<(PostgresServer, PgBouncer)> {
+    if PgBouncer::binary().is_none() {
+        let message = "pgbouncer is not installed (apt-get install -y pgbouncer; scripts/test \
+                       installs it): the PgBouncer tests did NOT run";
+        assert!(std::env::var_os("CI").is_none(), "{message}");
+        eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
+        return None;
+    }
+    let server = PostgresServer::start();
+    let bouncer = PgBouncer::start(&server, pool_size);
+    Some((server, bouncer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_prepared_statements_break_behind_pgbouncer() {
+    let Some((server, bouncer)) = bouncer(2) else {
+        return;
+    };
+    PostgresBackend::connect(&server.url())
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let store = PostgresBackend::connect(&bouncer.url()).await.unwrap();
+    // Prepared on the one server connection PgBouncer has opened so far.
+    store
+        .claim("a", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    // Another client's transaction holds that server connection, so the
+    // store's next statement runs on a new one, which never saw it.
+    let other = support::connect(&bouncer.url()).await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let error = store
+        .claim("b", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
+    other.batch_execute("COMMIT").await.unwrap();
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(
+        chain.contains("does not exist"),
+        "expected a missing prepared statement, got: {chain}"
+    );
+}
