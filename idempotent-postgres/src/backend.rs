@@ -128,14 +128,20 @@ impl PostgresBackend {
     }
 
     /// Keeps the records in `schema` (default `public`). Names are quoted:
-    /// any name works, as written (`"Billing"` is not `billing`).
+    /// any name works, as written (`"Billing"` is not `billing`), up to
+    /// PostgreSQL's 63 bytes. A longer one, which PostgreSQL would silently
+    /// cut, is refused: [`migrate`](Self::migrate) and every operation fail
+    /// with an error saying so.
     #[must_use]
     pub fn with_schema(self, schema: impl Into<String>) -> Self {
         let table = Table::new(schema, self.table.name.clone());
         self.with_table_name(table)
     }
 
-    /// Keeps the records in the table `table` (default `idempotent_records`).
+    /// Keeps the records in the table `table` (default `idempotent_records`);
+    /// names longer than 63 bytes are refused, as for
+    /// [`with_schema`](Self::with_schema). The expiry index's name is derived
+    /// from it and always fits.
     #[must_use]
     pub fn with_table(self, table: impl Into<String>) -> Self {
         let table = Table::new(self.table.schema.clone(), table);
@@ -189,6 +195,9 @@ impl PostgresBackend {
     /// serialized by an advisory lock). A role allowed only to read and
     /// write an existing table can run it too: nothing is created then.
     pub async fn migrate(&self) -> Result<(), BackendError> {
+        self.table
+            .check()
+            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
         let mut client = self
             .pool
             .get()
@@ -270,6 +279,9 @@ impl PostgresBackend {
         context: &str,
         sql: &str,
     ) -> Result<(deadpool_postgres::Object, Statement), BackendError> {
+        self.table
+            .check()
+            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
         let client = self
             .pool
             .get()

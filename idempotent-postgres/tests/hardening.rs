@@ -91,6 +91,83 @@ fn name_of(len: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_name_of_63_bytes_gets_its_expiry_index() {
+    let db = TestDb::new();
+    // Multi-byte characters: the limit is in bytes, and a derived name must
+    // not cut one in half.
+    for table in [name_of(63), format!("{}é", name_of(61)), name_of(53)] {
+        let backend = PostgresBackend::connect(db.url())
+            .await
+            .unwrap()
+            .with_schema(db.schema())
+            .with_table(&table);
+        backend.migrate().await.unwrap();
+        let client = db.client().await;
+        let indexes: Vec<String> = client
+            .query(
+                "SELECT indexname FROM pg_indexes
+                  WHERE schemaname = $1 AND tablename = $2 AND indexdef LIKE '%(expires_at)'",
+                &[&db.schema(), &table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(indexes.len(), 1, "{table}: no expiry index: {indexes:?}");
+        assert!(indexes[0].len() <= 63, "{indexes:?}");
+        assert!(
+            backend.migration_sql().contains(&indexes[0]),
+            "the DDL names the index that exists"
+        );
+        let token = FencingToken::generate();
+        backend.claim("k", &fp("a"), token, LONG).await.unwrap();
+        assert_eq!(
+            backend.purge_expired(10).await.unwrap(),
+            0,
+            "the table works"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_over_63_bytes_are_refused_with_a_clear_error() {
+    let db = TestDb::new();
+    let long_table = PostgresBackend::connect(db.url())
+        .await
+        .unwrap()
+        .with_schema(db.schema())
+        .with_table(name_of(64));
+    let long_schema = PostgresBackend::connect(db.url())
+        .await
+        .unwrap()
+        .with_schema(format!("{}{}", db.schema(), name_of(40)));
+    for (backend, what) in [(long_table, "table"), (long_schema, "schema")] {
+        let error = backend.migrate().await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("{what} name")) && message.contains("63 bytes"),
+            "{message}"
+        );
+        let error = backend
+            .claim("k", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("63 bytes"), "{error}");
+    }
+    let client = db.client().await;
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname LIKE $1",
+            &[&format!("{}%", db.schema())],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing was created under a truncated name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_migration_says_the_servers_reason_once() {
     let db = TestDb::new();
     let role = format!("{}_nobody", db.schema());
