@@ -54,27 +54,44 @@ impl Statements {
 
 /// `$1` key, `$2` fingerprint, `$3` lease (ms), `$4` token.
 ///
-/// The `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent,
-/// when its row expired (it counts as absent: `took_over` false), when it
-/// is a claim with the same fingerprint whose lease ran out (a takeover:
+/// `found` reads the key's live row from the statement's snapshot. When it
+/// refuses this claim (a live claim of another token, a completed record,
+/// another fingerprint), the statement answers with it and writes nothing:
+/// a replay is a plain read, with no row lock and no WAL.
+///
+/// Otherwise (no live row, or one this claim may take), the
+/// `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent, when
+/// its row expired (it counts as absent: `took_over` false), when it is a
+/// claim with the same fingerprint whose lease ran out (a takeover:
 /// `took_over` true), or when it is this very claim, sent again (the same
-/// token and fingerprint: `took_over` false). The token is the caller's.
+/// token and fingerprint: `took_over` false). The token is the caller's. Its
+/// `WHERE` is checked again on the row's latest version, so a claim that
+/// committed meanwhile is never overwritten.
 ///
 /// When the update's `WHERE` refuses, nothing is written and the statement
-/// instead returns the row found, read from the statement's snapshot. That
-/// snapshot may predate a row another claim committed meanwhile (the
-/// conflict check waits for it, the snapshot does not see it); then the row
-/// read is missing or looks claimable, and the caller runs the statement
-/// again (see `claim.rs`). A row that shows a live claim, a completed record
-/// or another fingerprint is a true answer as of the snapshot, at which this
-/// statement wrote nothing.
+/// returns the row `found`. That snapshot may predate a row another claim
+/// committed meanwhile (the conflict check waits for it, the snapshot does
+/// not see it); then the row read is missing or looks claimable, and the
+/// caller runs the statement again (see `claim.rs`). A row that shows a
+/// live claim, a completed record or another fingerprint is a true answer
+/// as of the snapshot, at which this statement wrote nothing.
 fn claim(t: &Table) -> String {
     format!(
-        "WITH claimed AS (
+        "WITH found AS (
+    SELECT fingerprint, state, token, lease_until, output
+      FROM {t}
+     WHERE key = $1::text AND expires_at > statement_timestamp()
+),
+claimed AS (
     INSERT INTO {t} AS r (key, fingerprint, state, token, lease_until, expires_at)
-    VALUES ($1, $2, 'running', $4,
-            statement_timestamp() + $3::bigint * interval '1 millisecond',
-            statement_timestamp() + 2 * $3::bigint * interval '1 millisecond')
+    SELECT $1::text, $2::bytea, 'running', $4::bigint,
+           statement_timestamp() + $3::bigint * interval '1 millisecond',
+           statement_timestamp() + 2 * $3::bigint * interval '1 millisecond'
+     WHERE NOT EXISTS (
+           SELECT FROM found
+            WHERE NOT (found.state = 'running'
+                       AND (found.lease_until <= statement_timestamp() OR found.token = $4::bigint)
+                       AND found.fingerprint = $2::bytea))
     ON CONFLICT (key) DO UPDATE
        SET fingerprint = excluded.fingerprint,
            state = 'running',
@@ -95,13 +112,11 @@ SELECT true AS acquired, token, took_over,
   FROM claimed
 UNION ALL
 SELECT false, NULL, NULL,
-       found.fingerprint = $2, found.state,
+       found.fingerprint = $2::bytea, found.state,
        (extract(epoch FROM found.lease_until - statement_timestamp()) * 1000000)::bigint,
-       CASE WHEN found.state = 'completed' AND found.fingerprint = $2 THEN found.output END
-  FROM {t} AS found
- WHERE found.key = $1
-   AND found.expires_at > statement_timestamp()
-   AND NOT EXISTS (SELECT FROM claimed)"
+       CASE WHEN found.state = 'completed' AND found.fingerprint = $2::bytea THEN found.output END
+  FROM found
+ WHERE NOT EXISTS (SELECT FROM claimed)"
     )
 }
 
