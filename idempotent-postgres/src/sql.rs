@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::Type;
+
 use crate::names::Table;
 
 /// The longest lease or ttl written: 100 years. Longer durations are capped,
@@ -30,24 +32,34 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(capped).unwrap_or(i64::MAX).max(1)
 }
 
+/// One statement: its text, and its parameters' types, which a statement
+/// sent unnamed (without preparing it first) must say itself.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) types: &'static [Type],
+}
+
 /// The statements for one table, built once per backend.
 #[derive(Debug)]
 pub(crate) struct Statements {
-    pub(crate) claim: String,
-    pub(crate) complete: String,
-    pub(crate) release: String,
-    pub(crate) renew: String,
-    pub(crate) purge: String,
+    pub(crate) claim: Sql,
+    pub(crate) complete: Sql,
+    pub(crate) release: Sql,
+    pub(crate) renew: Sql,
+    pub(crate) purge: Sql,
 }
 
 impl Statements {
     pub(crate) fn for_table(table: &Table) -> Self {
+        use Type as T;
+        let sql = |text, types| Sql { text, types };
         Self {
-            claim: claim(table),
-            complete: complete(table),
-            release: release(table),
-            renew: renew(table),
-            purge: purge(table),
+            claim: sql(claim(table), &[T::TEXT, T::BYTEA, T::INT8, T::INT8]),
+            complete: sql(complete(table), &[T::TEXT, T::INT8, T::BYTEA, T::INT8]),
+            release: sql(release(table), &[T::TEXT, T::INT8]),
+            renew: sql(renew(table), &[T::TEXT, T::INT8, T::INT8]),
+            purge: sql(purge(table), &[T::INT8]),
         }
     }
 }
@@ -197,13 +209,17 @@ mod tests {
     #[test]
     fn statements_name_the_quoted_table() {
         let statements = Statements::for_table(&Table::new("s", "t"));
-        for sql in [
+        for Sql { text: sql, types } in [
             &statements.claim,
             &statements.complete,
             &statements.release,
             &statements.renew,
             &statements.purge,
         ] {
+            let highest = (1..=types.len())
+                .rev()
+                .find(|n| sql.contains(&format!("${n}")));
+            assert_eq!(highest, Some(types.len()), "one type per parameter\n{sql}");
             assert!(sql.contains(r#""s"."t""#), "{sql}");
             assert!(
                 !sql.contains("now()"),

@@ -2,9 +2,6 @@
 //! long names are refused or fit, errors say the server's reason once, and
 //! a replay writes nothing.
 
-// Helpers of the issue's later items are used as they land.
-#![allow(dead_code, unused_imports)]
-
 mod support;
 
 use std::time::{Duration, Instant};
@@ -83,6 +80,104 @@ fn assert_said_once(error: &(dyn std::error::Error + 'static)) {
             pair[1]
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_timed_out_on_a_locked_table_holds_nothing() {
+    let db = TestDb::new();
+    db.backend().await; // migrated
+    let name = format!("{}-timeout", db.schema());
+    let backend = one_connection(&db, &name).with_operation_timeout(Duration::from_secs(1));
+    // The statement is prepared on the connection already, as it is on a
+    // busy pool: only its execution waits for the lock.
+    backend
+        .claim("warm-up", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    let locker = db.client().await;
+    let observer = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE idempotent_records IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let error = backend
+        .claim("k", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
+    // Told "failed, nothing ran": the server must not run the claim later.
+    // Wait past the operation timeout, so a server-side bound has fired.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    wait_until_idle(&observer, &name).await;
+    let rows: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM idempotent_records WHERE key = 'k'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the abandoned claim was applied after all");
+    match backend
+        .claim("k", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Acquired {
+            took_over: false, ..
+        } => {}
+        other => panic!("the retry must run, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_that_timed_out_left_nothing_running_on_the_server() {
+    let db = TestDb::new();
+    let setup = db.backend().await;
+    let token = FencingToken::generate();
+    setup.claim("k", &fp("a"), token, LONG).await.unwrap();
+    let name = format!("{}-timeouts", db.schema());
+    let backend = one_connection(&db, &name).with_operation_timeout(Duration::from_millis(300));
+    // Prepared before the lock, as on a busy pool.
+    let warm = FencingToken::generate();
+    backend
+        .claim("warm-up", &fp("a"), warm, LONG)
+        .await
+        .unwrap();
+    backend.renew("warm-up", warm, LONG).await.unwrap();
+    backend.release("warm-up", warm).await.unwrap();
+    backend.purge_expired(10).await.unwrap();
+    let locker = db.client().await;
+    let observer = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE idempotent_records IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let renew = backend.renew("k", token, LONG).await.unwrap_err();
+    let release = backend.release("k", token).await.unwrap_err();
+    let purge = backend.purge_expired(10).await.unwrap_err();
+    for error in [renew, release, purge] {
+        assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
+    }
+    // Well past the bound, nothing of the store's waits on the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = $1 AND state <> 'idle'",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(waiting, 0, "statements still waiting on the server");
+    // The release did not apply later either: the claim is still there.
+    assert_eq!(
+        setup.renew("k", token, LONG).await.unwrap(),
+        CasOutcome::Applied
+    );
 }
 
 /// 63 bytes: the longest identifier PostgreSQL keeps whole.

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use idempotent_core::backend::{FencingToken, Fingerprint};
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::Backend;
 use idempotent_postgres::PostgresBackend;
 use idempotent_test_support::postgres::{PgBouncer, PostgresServer};
@@ -72,4 +72,107 @@ async fn named_prepared_statements_break_behind_pgbouncer() {
         chain.contains("does not exist"),
         "expected a missing prepared statement, got: {chain}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_statements_work_behind_pgbouncer_in_transaction_mode() {
+    let Some((_server, bouncer)) = bouncer(2) else {
+        return;
+    };
+    let store = PostgresBackend::connect(&bouncer.url())
+        .await
+        .unwrap()
+        .with_prepared_statements(false);
+    // Through the pooler too: migrate runs in one transaction.
+    store.migrate().await.unwrap();
+    store
+        .claim("a", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    // The scenario that breaks named statements: the next statement runs
+    // on a server connection that is new to it.
+    let other = support::connect(&bouncer.url()).await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let token = FencingToken::generate();
+    assert!(matches!(
+        store.claim("b", &fp("a"), token, LONG).await.unwrap(),
+        ClaimOutcome::Acquired { .. }
+    ));
+    other.batch_execute("COMMIT").await.unwrap();
+
+    // Two pools (two app processes) sharing two server connections, every
+    // operation on whichever one is free.
+    let stores = [
+        store.clone(),
+        PostgresBackend::connect(&bouncer.url())
+            .await
+            .unwrap()
+            .with_prepared_statements(false),
+    ];
+    let calls: Vec<_> = (0..40)
+        .map(|call| {
+            let store = stores[call % 2].clone();
+            tokio::spawn(async move {
+                let key = format!("key-{}", call / 2);
+                match store
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap()
+                {
+                    ClaimOutcome::Acquired { token, .. } => {
+                        store.renew(&key, token, LONG).await.unwrap();
+                        store.complete(&key, token, b"out", LONG).await.unwrap();
+                        1
+                    }
+                    ClaimOutcome::InProgress { .. } | ClaimOutcome::Completed { .. } => 0,
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    for call in calls {
+        acquired += call.await.unwrap();
+    }
+    assert_eq!(acquired, 20, "one winner per key");
+    for key in 0..20 {
+        assert_eq!(
+            stores[key % 2]
+                .claim(
+                    &format!("key-{key}"),
+                    &fp("a"),
+                    FencingToken::generate(),
+                    LONG
+                )
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+    }
+    assert_eq!(
+        store.release("b", token).await.unwrap(),
+        CasOutcome::Applied
+    );
+    assert_eq!(store.purge_expired(100).await.unwrap(), 0);
+
+    // The transactional mode: its completion runs unnamed, in the body's
+    // transaction.
+    let committed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |tx| {
+            let row = tx
+                .query_typed_one("SELECT 41::bigint + 1", &[])
+                .await
+                .unwrap();
+            Ok(row.get(0))
+        })
+        .await;
+    assert_eq!(committed.unwrap(), 42);
+    let replayed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |_tx| panic!("replayed, not run"))
+        .await;
+    assert_eq!(replayed.unwrap(), 42);
 }
