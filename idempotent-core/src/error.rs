@@ -26,14 +26,15 @@ pub enum Error {
     PayloadMismatch,
 
     /// The store failed or could not be reached, so the call failed closed.
-    /// The body did not run.
-    #[error("the idempotency store failed, so the body did not run: {0}")]
+    /// The body did not run. The store's error is the [`source`](std::error::Error::source).
+    #[error("the idempotency store failed, so the body did not run")]
     Backend(#[source] BackendError),
 
     /// A stored result could not be decoded (its type changed, or the record is
     /// corrupt), or the key or arguments could not be serialized. The body did
-    /// not run, and it is never re-run silently in place of a replay.
-    #[error("{0}; the body did not run")]
+    /// not run, and it is never re-run silently in place of a replay. The
+    /// codec's error is the [`source`](std::error::Error::source).
+    #[error("a value could not be encoded or decoded, so the body did not run")]
     Codec(#[source] CodecError),
 
     /// An earlier call with this key ran the body, but its result could not be
@@ -63,9 +64,10 @@ pub enum Error {
     /// its writes and its record were committed is unknown. They commit
     /// together or not at all, so a retry either replays the result (they
     /// were) or runs the body again (they were not), never half of it. The
-    /// HTTP layer answers 503, as a retry is safe.
+    /// HTTP layer answers 503, as a retry is safe. The store's error is the
+    /// [`source`](std::error::Error::source).
     #[error(
-        "the body ran, but whether its writes were committed is unknown ({0}); a retry \
+        "the body ran, but whether its writes were committed is unknown; a retry \
          replays the result if they were, or runs the body again if not"
     )]
     CommitUnknown(#[source] BackendError),
@@ -109,6 +111,10 @@ impl fmt::Display for BackendErrorKind {
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error reported by a [`Backend`](crate::Backend).
+///
+/// `Display` prints the kind and the message; the underlying cause, if any,
+/// is the [`source`](std::error::Error::source), not repeated in the text
+/// (print the chain to see both).
 #[derive(Debug)]
 pub struct BackendError {
     kind: BackendErrorKind,
@@ -162,11 +168,7 @@ impl BackendError {
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        write!(f, "{}: {}", self.kind, self.message)
     }
 }
 
@@ -179,6 +181,9 @@ impl std::error::Error for BackendError {
 }
 
 /// A value could not be encoded for, or decoded from, the store.
+///
+/// `Display` prints the message; the cause, if any, is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug)]
 pub struct CodecError {
     message: String,
@@ -207,11 +212,7 @@ impl CodecError {
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
@@ -220,6 +221,22 @@ impl std::error::Error for CodecError {
         self.source
             .as_deref()
             .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error and its sources, `: `-separated, for log fields: each error's
+/// `Display` says only its own part (see [`BackendError`]).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -232,5 +249,23 @@ impl From<BackendError> for Error {
         } else {
             Error::Backend(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_every_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let error = Error::Backend(
+            BackendError::new(BackendErrorKind::Unavailable, "claim failed").with_source(io),
+        );
+        assert_eq!(
+            Chain(&error).to_string(),
+            "the idempotency store failed, so the body did not run: \
+             store unavailable: claim failed: connection refused"
+        );
     }
 }

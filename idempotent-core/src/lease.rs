@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::error::Chain;
 use crate::stats;
 use crate::{Backend, CasOutcome, FencingToken};
 
@@ -130,7 +131,7 @@ where
                     tracing::warn!(
                         scope,
                         key,
-                        %error,
+                        error = %Chain(&error),
                         lapsed,
                         ?period,
                         "could not renew the lease; retrying"

@@ -1,19 +1,20 @@
 //! `PostgresBackend`: the `Backend` contract on a PostgreSQL table.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::TryStreamExt;
 use idempotent_core::{BackendError, BackendErrorKind};
+use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
 use crate::error;
 use crate::migrate::{self, MigrateError};
 use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
-use crate::sql::Statements;
+use crate::sql::{Sql, Statements};
 
 /// The default limit on a stored output: 1 MiB, as on the other stores.
 /// PostgreSQL stores far larger values (out of line, compressed), so raise
@@ -58,6 +59,7 @@ pub struct PostgresBackend {
     pub(crate) statements: Arc<Statements>,
     max_output_bytes: usize,
     operation_timeout: Duration,
+    pub(crate) prepared_statements: bool,
 }
 
 impl PostgresBackend {
@@ -124,18 +126,25 @@ impl PostgresBackend {
             table: Arc::new(table),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            prepared_statements: true,
         }
     }
 
     /// Keeps the records in `schema` (default `public`). Names are quoted:
-    /// any name works, as written (`"Billing"` is not `billing`).
+    /// any name works, as written (`"Billing"` is not `billing`), up to
+    /// PostgreSQL's 63 bytes. A longer one, which PostgreSQL would silently
+    /// cut, is refused: [`migrate`](Self::migrate) and every operation fail
+    /// with an error saying so.
     #[must_use]
     pub fn with_schema(self, schema: impl Into<String>) -> Self {
         let table = Table::new(schema, self.table.name.clone());
         self.with_table_name(table)
     }
 
-    /// Keeps the records in the table `table` (default `idempotent_records`).
+    /// Keeps the records in the table `table` (default `idempotent_records`);
+    /// names longer than 63 bytes are refused, as for
+    /// [`with_schema`](Self::with_schema). The expiry index's name is derived
+    /// from it and always fits.
     #[must_use]
     pub fn with_table(self, table: impl Into<String>) -> Self {
         let table = Table::new(self.table.schema.clone(), table);
@@ -158,10 +167,29 @@ impl PostgresBackend {
     }
 
     /// Sets how long one store operation may take, waiting for a pooled
-    /// connection included (default 5 s).
+    /// connection included (default 5 s). Past it the operation fails with
+    /// an `Unavailable` error and has not applied: the server is told to
+    /// stop the statement by then too (a `statement_timeout` set for that
+    /// statement alone), so a claim waiting on a lock cannot land later.
     #[must_use]
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
+        self
+    }
+
+    /// Whether the store's statements are prepared once per connection and
+    /// then run by name (default `true`, the fastest).
+    ///
+    /// Turn it off behind a pooler in transaction mode (PgBouncer's
+    /// `pool_mode = transaction`, before 1.21 or without
+    /// `max_prepared_statements`): there each transaction may run on another
+    /// server connection, which does not have the statements a client
+    /// prepared on the previous one. Statements are then sent unnamed with
+    /// their parameters' types: still one round trip, but parsed and planned
+    /// each time, and nothing is left on the server connection.
+    #[must_use]
+    pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
+        self.prepared_statements = prepared;
         self
     }
 
@@ -189,6 +217,9 @@ impl PostgresBackend {
     /// serialized by an advisory lock). A role allowed only to read and
     /// write an existing table can run it too: nothing is created then.
     pub async fn migrate(&self) -> Result<(), BackendError> {
+        self.table
+            .check()
+            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
         let mut client = self
             .pool
             .get()
@@ -226,73 +257,127 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// Runs `sql` (prepared once per connection) and returns its rows.
+    /// Runs `sql` and returns its rows.
     pub(crate) async fn query(
         &self,
         operation: &str,
-        sql: &str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, BackendError> {
-        let context = format!("Postgres {operation} failed");
-        self.within_timeout(&context, async {
-            let (client, statement) = self.prepare(&context, sql).await?;
-            client
-                .query(&statement, params)
-                .await
-                .map_err(|error| error::database(error, &context))
-        })
-        .await
+        Ok(self.run(operation, sql, params).await?.0)
     }
 
-    /// Runs `sql` (prepared once per connection) and returns how many rows
-    /// it changed.
+    /// Runs `sql` and returns how many rows it changed.
     pub(crate) async fn execute(
         &self,
         operation: &str,
-        sql: &str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, BackendError> {
+        Ok(self.run(operation, sql, params).await?.1)
+    }
+
+    /// Runs one store statement within the operation timeout, bounded on
+    /// the server too: a statement the caller gave up on must not apply
+    /// later (a claim would block its key for a lease; a release would
+    /// delete a claim its caller believes it still holds).
+    ///
+    /// The statement runs in a transaction of its own whose
+    /// `statement_timeout` is a little under the time left, so in the
+    /// normal case the server cancels it and says so (`57014`, which is
+    /// `Unavailable`) before the client-side timeout fires. `BEGIN`, the
+    /// statement and `COMMIT` are pipelined: still one round trip. The
+    /// setting is `SET LOCAL`, so it never leaks into the pool's other uses.
+    /// If the client-side timeout fires anyway (the answer is stuck on the
+    /// network), the connection is closed rather than pooled.
+    async fn run(
+        &self,
+        operation: &str,
+        sql: &Sql,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Vec<Row>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
-        self.within_timeout(&context, async {
-            let (client, statement) = self.prepare(&context, sql).await?;
-            client
-                .execute(&statement, params)
-                .await
-                .map_err(|error| error::database(error, &context))
-        })
-        .await
+        self.table
+            .check()
+            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
+        let deadline = Instant::now() + self.operation_timeout;
+        let timed_out = || error::timeout(&context, self.operation_timeout);
+        let client = tokio::time::timeout_at(deadline, self.pool.get())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|error| error::pool(error, &context))?;
+        let statement = if self.prepared_statements {
+            let prepare = client.prepare_cached(&sql.text);
+            let prepared = tokio::time::timeout_at(deadline, prepare).await;
+            match prepared {
+                Ok(Ok(statement)) => Some(statement),
+                Ok(Err(error)) => return Err(error::database(error, &context)),
+                Err(_) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    return Err(timed_out());
+                }
+            }
+        } else {
+            None
+        };
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}",
+            server_bound(deadline.saturating_duration_since(Instant::now())).as_millis()
+        );
+        let pipeline = async {
+            // Each request is sent when its future is first polled, and
+            // `join!` first polls them in order: BEGIN, the statement, COMMIT.
+            let (begun, ran, committed) = tokio::join!(
+                client.batch_execute(&begin),
+                rows(&client, statement.as_ref(), sql, params),
+                client.batch_execute("COMMIT"),
+            );
+            begun?;
+            let ran = ran?;
+            committed?;
+            Ok::<_, tokio_postgres::Error>(ran)
+        };
+        match tokio::time::timeout_at(deadline, pipeline).await {
+            Ok(Ok(ran)) => Ok(ran),
+            Ok(Err(error)) => Err(error::database(error, &context)),
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(timed_out())
+            }
+        }
     }
+}
 
-    /// A pooled connection and `sql` prepared on it (from its cache after
-    /// the first time, so the statement itself is one round trip).
-    async fn prepare(
-        &self,
-        context: &str,
-        sql: &str,
-    ) -> Result<(deadpool_postgres::Object, Statement), BackendError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| error::pool(error, context))?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|error| error::database(error, context))?;
-        Ok((client, statement))
-    }
+/// The server's bound on a statement that has `left` until the client
+/// gives up: 90% of it, so the server's answer normally arrives first, and
+/// at least 1 ms (0 would mean no bound at all).
+fn server_bound(left: Duration) -> Duration {
+    (left * 9 / 10).max(Duration::from_millis(1))
+}
 
-    /// Fails `operation` with an `Unavailable` error past the operation
-    /// timeout.
-    async fn within_timeout<T>(
-        &self,
-        context: &str,
-        operation: impl Future<Output = Result<T, BackendError>>,
-    ) -> Result<T, BackendError> {
-        tokio::time::timeout(self.operation_timeout, operation)
-            .await
-            .unwrap_or_else(|_| Err(error::timeout(context, self.operation_timeout)))
+/// Runs `sql`: as `statement` when prepared, else unnamed with its
+/// parameters' types (one message sequence, no state on the connection).
+/// Returns the rows and the number of rows changed.
+async fn rows(
+    client: &tokio_postgres::Client,
+    statement: Option<&Statement>,
+    sql: &Sql,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(Vec<Row>, u64), tokio_postgres::Error> {
+    let stream = match statement {
+        Some(statement) => client.query_raw(statement, params.iter().copied()).await?,
+        None => {
+            let typed = params.iter().copied().zip(sql.types.iter().cloned());
+            client.query_typed_raw(&sql.text, typed).await?
+        }
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
     }
+    let changed = stream.rows_affected().unwrap_or(0);
+    Ok((rows, changed))
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -301,6 +386,7 @@ impl fmt::Debug for PostgresBackend {
             .field("table", &self.table.to_string())
             .field("max_output_bytes", &self.max_output_bytes)
             .field("operation_timeout", &self.operation_timeout)
+            .field("prepared_statements", &self.prepared_statements)
             .field("pool", &self.pool.status())
             .finish_non_exhaustive()
     }

@@ -9,19 +9,34 @@ use idempotent_core::{BackendError, BackendErrorKind};
 /// A failed statement. Connection trouble and an overloaded or restarting
 /// server are `Unavailable` (the runtime retries storing a result on them);
 /// anything else is `Other`.
+///
+/// An error the server sent is said in the message, with its severity,
+/// SQLSTATE, detail and hint, and has no source: the driver's error would
+/// only repeat it (its own text is "db error"). Other driver errors (I/O, a
+/// closed connection) are the source, their text not repeated.
 pub(crate) fn database(error: tokio_postgres::Error, context: &str) -> BackendError {
-    let kind = match error.as_db_error() {
-        Some(db) => sqlstate_kind(db.code().code()),
+    let Some(db) = error.as_db_error() else {
         // Not an error the server sent: the connection broke, timed out or
         // was closed.
-        None if error.is_closed() || io_caused(&error) => BackendErrorKind::Unavailable,
-        None => BackendErrorKind::Other,
+        let kind = if error.is_closed() || io_caused(&error) {
+            BackendErrorKind::Unavailable
+        } else {
+            BackendErrorKind::Other
+        };
+        return BackendError::new(kind, context).with_source(error);
     };
-    let mut message = context.to_owned();
-    if error.code().is_some_and(|code| code.code() == "42P01") {
+    let code = db.code().code();
+    let mut message = format!("{context}: {} {code}: {}", db.severity(), db.message());
+    if let Some(detail) = db.detail() {
+        message.push_str(&format!(" (detail: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        message.push_str(&format!(" (hint: {hint})"));
+    }
+    if code == "42P01" {
         message.push_str(" (the records table does not exist: run PostgresBackend::migrate)");
     }
-    BackendError::new(kind, message).with_source(error)
+    BackendError::new(sqlstate_kind(code), message)
 }
 
 /// No connection could be had from the pool.
@@ -44,6 +59,22 @@ pub(crate) fn timeout(context: &str, limit: std::time::Duration) -> BackendError
     )
 }
 
+/// An error and its sources, `: `-separated, for log fields (each error's
+/// `Display` says only its own part).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 fn io_caused(error: &tokio_postgres::Error) -> bool {
     error
         .source()
@@ -52,13 +83,14 @@ fn io_caused(error: &tokio_postgres::Error) -> bool {
 
 /// SQLSTATE classes meaning "try again later": 08 connection exception,
 /// 53 insufficient resources (too many connections, out of memory or disk),
-/// 57014 a statement cancelled (`statement_timeout`),
+/// 57014 a statement cancelled (`statement_timeout`, the store's bound on
+/// each operation), 55P03 a lock not granted in time (`lock_timeout`),
 /// 57P01..57P05 the server shutting down, restarting, or not accepting
 /// connections yet, 40001/40P01 a serialization failure or deadlock.
 fn sqlstate_kind(code: &str) -> BackendErrorKind {
     match code {
         c if c.starts_with("08") || c.starts_with("53") => BackendErrorKind::Unavailable,
-        "57014" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05" | "40001" | "40P01" => {
+        "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05" | "40001" | "40P01" => {
             BackendErrorKind::Unavailable
         }
         _ => BackendErrorKind::Other,
@@ -71,7 +103,9 @@ mod tests {
 
     #[test]
     fn transient_sqlstates_are_unavailable() {
-        for code in ["08006", "08001", "53300", "57P01", "57P03", "40001"] {
+        for code in [
+            "08006", "08001", "53300", "57014", "55P03", "57P01", "57P03", "40001",
+        ] {
             assert_eq!(sqlstate_kind(code), BackendErrorKind::Unavailable, "{code}");
         }
         for code in ["42P01", "23505", "22001", "42501"] {

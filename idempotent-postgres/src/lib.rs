@@ -26,7 +26,9 @@
 //! together: exactly once, even across crashes.
 //!
 //! The driver is `tokio-postgres`, pooled by `deadpool-postgres`; both are
-//! re-exported, so their versions always match this crate's.
+//! re-exported, so their versions always match this crate's. Behind
+//! PgBouncer in transaction mode, turn off prepared statements with
+//! [`PostgresBackend::with_prepared_statements`].
 //!
 //! Contents:
 //! - `backend.rs`: [`PostgresBackend`] and its configuration;

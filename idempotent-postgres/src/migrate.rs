@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::Type;
 
-use crate::names::{quote_literal, Table};
+use crate::names::{fnv1a, quote_literal, Table};
 
 /// The table's DDL, as [`PostgresBackend::migration_sql`] gives it.
 ///
@@ -144,10 +144,7 @@ async fn check_columns(
 /// A key for the advisory lock serializing migrations of one table: a
 /// 64-bit FNV-1a hash of its name, the same in every process.
 fn lock_id(table: &Table) -> i64 {
-    let text = format!("idempotent-postgres migrate {table}");
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = fnv1a(format!("idempotent-postgres migrate {table}").as_bytes());
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::claim::{Answer, Returned};
 use crate::error;
-use crate::sql::millis;
+use crate::sql::{millis, Sql};
 use crate::PostgresBackend;
 
 /// How often a claim statement is run again when its snapshot turned out to
@@ -39,7 +39,7 @@ impl PostgresBackend {
     async fn compare_and_set(
         &self,
         operation: &str,
-        sql: &str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<CasOutcome, BackendError> {
         Ok(cas_outcome(self.execute(operation, sql, params).await?))

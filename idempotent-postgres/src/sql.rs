@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::Type;
+
 use crate::names::Table;
 
 /// The longest lease or ttl written: 100 years. Longer durations are capped,
@@ -30,51 +32,78 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(capped).unwrap_or(i64::MAX).max(1)
 }
 
+/// One statement: its text, and its parameters' types, which a statement
+/// sent unnamed (without preparing it first) must say itself.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) types: &'static [Type],
+}
+
 /// The statements for one table, built once per backend.
 #[derive(Debug)]
 pub(crate) struct Statements {
-    pub(crate) claim: String,
-    pub(crate) complete: String,
-    pub(crate) release: String,
-    pub(crate) renew: String,
-    pub(crate) purge: String,
+    pub(crate) claim: Sql,
+    pub(crate) complete: Sql,
+    pub(crate) release: Sql,
+    pub(crate) renew: Sql,
+    pub(crate) purge: Sql,
 }
 
 impl Statements {
     pub(crate) fn for_table(table: &Table) -> Self {
+        use Type as T;
+        let sql = |text, types| Sql { text, types };
         Self {
-            claim: claim(table),
-            complete: complete(table),
-            release: release(table),
-            renew: renew(table),
-            purge: purge(table),
+            claim: sql(claim(table), &[T::TEXT, T::BYTEA, T::INT8, T::INT8]),
+            complete: sql(complete(table), &[T::TEXT, T::INT8, T::BYTEA, T::INT8]),
+            release: sql(release(table), &[T::TEXT, T::INT8]),
+            renew: sql(renew(table), &[T::TEXT, T::INT8, T::INT8]),
+            purge: sql(purge(table), &[T::INT8]),
         }
     }
 }
 
 /// `$1` key, `$2` fingerprint, `$3` lease (ms), `$4` token.
 ///
-/// The `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent,
-/// when its row expired (it counts as absent: `took_over` false), when it
-/// is a claim with the same fingerprint whose lease ran out (a takeover:
+/// `found` reads the key's live row from the statement's snapshot. When it
+/// refuses this claim (a live claim of another token, a completed record,
+/// another fingerprint), the statement answers with it and writes nothing:
+/// a replay is a plain read, with no row lock and no WAL.
+///
+/// Otherwise (no live row, or one this claim may take), the
+/// `INSERT ... ON CONFLICT DO UPDATE` takes the key when it is absent, when
+/// its row expired (it counts as absent: `took_over` false), when it is a
+/// claim with the same fingerprint whose lease ran out (a takeover:
 /// `took_over` true), or when it is this very claim, sent again (the same
-/// token and fingerprint: `took_over` false). The token is the caller's.
+/// token and fingerprint: `took_over` false). The token is the caller's. Its
+/// `WHERE` is checked again on the row's latest version, so a claim that
+/// committed meanwhile is never overwritten.
 ///
 /// When the update's `WHERE` refuses, nothing is written and the statement
-/// instead returns the row found, read from the statement's snapshot. That
-/// snapshot may predate a row another claim committed meanwhile (the
-/// conflict check waits for it, the snapshot does not see it); then the row
-/// read is missing or looks claimable, and the caller runs the statement
-/// again (see `claim.rs`). A row that shows a live claim, a completed record
-/// or another fingerprint is a true answer as of the snapshot, at which this
-/// statement wrote nothing.
+/// returns the row `found`. That snapshot may predate a row another claim
+/// committed meanwhile (the conflict check waits for it, the snapshot does
+/// not see it); then the row read is missing or looks claimable, and the
+/// caller runs the statement again (see `claim.rs`). A row that shows a
+/// live claim, a completed record or another fingerprint is a true answer
+/// as of the snapshot, at which this statement wrote nothing.
 fn claim(t: &Table) -> String {
     format!(
-        "WITH claimed AS (
+        "WITH found AS (
+    SELECT fingerprint, state, token, lease_until, output
+      FROM {t}
+     WHERE key = $1::text AND expires_at > statement_timestamp()
+),
+claimed AS (
     INSERT INTO {t} AS r (key, fingerprint, state, token, lease_until, expires_at)
-    VALUES ($1, $2, 'running', $4,
-            statement_timestamp() + $3::bigint * interval '1 millisecond',
-            statement_timestamp() + 2 * $3::bigint * interval '1 millisecond')
+    SELECT $1::text, $2::bytea, 'running', $4::bigint,
+           statement_timestamp() + $3::bigint * interval '1 millisecond',
+           statement_timestamp() + 2 * $3::bigint * interval '1 millisecond'
+     WHERE NOT EXISTS (
+           SELECT FROM found
+            WHERE NOT (found.state = 'running'
+                       AND (found.lease_until <= statement_timestamp() OR found.token = $4::bigint)
+                       AND found.fingerprint = $2::bytea))
     ON CONFLICT (key) DO UPDATE
        SET fingerprint = excluded.fingerprint,
            state = 'running',
@@ -95,13 +124,11 @@ SELECT true AS acquired, token, took_over,
   FROM claimed
 UNION ALL
 SELECT false, NULL, NULL,
-       found.fingerprint = $2, found.state,
+       found.fingerprint = $2::bytea, found.state,
        (extract(epoch FROM found.lease_until - statement_timestamp()) * 1000000)::bigint,
-       CASE WHEN found.state = 'completed' AND found.fingerprint = $2 THEN found.output END
-  FROM {t} AS found
- WHERE found.key = $1
-   AND found.expires_at > statement_timestamp()
-   AND NOT EXISTS (SELECT FROM claimed)"
+       CASE WHEN found.state = 'completed' AND found.fingerprint = $2::bytea THEN found.output END
+  FROM found
+ WHERE NOT EXISTS (SELECT FROM claimed)"
     )
 }
 
@@ -182,13 +209,17 @@ mod tests {
     #[test]
     fn statements_name_the_quoted_table() {
         let statements = Statements::for_table(&Table::new("s", "t"));
-        for sql in [
+        for Sql { text: sql, types } in [
             &statements.claim,
             &statements.complete,
             &statements.release,
             &statements.renew,
             &statements.purge,
         ] {
+            let highest = (1..=types.len())
+                .rev()
+                .find(|n| sql.contains(&format!("${n}")));
+            assert_eq!(highest, Some(types.len()), "one type per parameter\n{sql}");
             assert!(sql.contains(r#""s"."t""#), "{sql}");
             assert!(
                 !sql.contains("now()"),

@@ -17,11 +17,15 @@
 //! - `supervisor.rs`: the process that stops the server when the test
 //!   process drops it, exits or crashes.
 //! - `readiness.rs`: waiting until the server accepts connections.
+//! - `pgbouncer.rs`: [`PgBouncer`], a private pooler in front of a server.
 
 mod binaries;
 mod os_user;
+mod pgbouncer;
 mod readiness;
 mod supervisor;
+
+pub use self::pgbouncer::PgBouncer;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,10 +1,12 @@
 //! The transaction of a claimed call: the body, then the completion and the
 //! commit, and how each way it can end settles the call.
 
+use futures_util::TryStreamExt;
 use idempotent_core::backend::{stored_result, CasOutcome, Commit, Settled};
 use idempotent_core::{BackendError, BackendErrorKind, CodecError, Error};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use super::CONTEXT;
@@ -93,18 +95,25 @@ where
         // before the commit (a claim waits for the lock, then sees the
         // completed record or, after a rollback, the claim).
         let complete = async {
-            let statement = transaction
-                .prepare_cached(&backend.statements.complete)
-                .await?;
-            let params = (
+            let sql = &backend.statements.complete;
+            let (key, token, ttl) = (
                 record.key(),
                 token_param(record.token()),
-                &output,
                 millis(record.ttl()),
             );
-            transaction
-                .execute(&statement, &[&params.0, &params.1, params.2, &params.3])
-                .await
+            let params: [&(dyn ToSql + Sync); 4] = [&key, &token, &output, &ttl];
+            if backend.prepared_statements {
+                let statement = transaction.prepare_cached(&sql.text).await?;
+                transaction.execute(&statement, &params).await
+            } else {
+                // Unnamed, for a pooler in transaction mode; a completed
+                // record is one row, so the rows returned say the count.
+                let typed = params.into_iter().zip(sql.types.iter().cloned());
+                let rows = transaction.query_typed_raw(&sql.text, typed).await?;
+                let mut rows = std::pin::pin!(rows);
+                while rows.try_next().await?.is_some() {}
+                Ok(rows.rows_affected().unwrap_or(0))
+            }
         };
         let completed = match tokio::time::timeout(limit, complete).await {
             Ok(Ok(changed)) => cas_outcome(changed),
@@ -135,7 +144,7 @@ async fn rollback(transaction: deadpool_postgres::Transaction<'_>) -> bool {
     match transaction.rollback().await {
         Ok(()) => true,
         Err(error) => {
-            tracing::debug!(%error, "rollback failed; the transaction ends with its connection");
+            tracing::debug!(error = %crate::error::Chain(&error), "rollback failed; the transaction ends with its connection");
             false
         }
     }

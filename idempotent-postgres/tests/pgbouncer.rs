@@ -1,0 +1,178 @@
+//! The store behind PgBouncer in transaction pooling mode, where each
+//! transaction may run on another server connection: named prepared
+//! statements (the default) collide there, unnamed ones work.
+//!
+//! Needs the `pgbouncer` binary (`scripts/test` installs it). Without it
+//! the tests say so loudly and pass, except under CI (`CI` set), where a
+//! missing binary fails them.
+
+mod support;
+
+use std::time::Duration;
+
+use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
+use idempotent_core::Backend;
+use idempotent_postgres::PostgresBackend;
+use idempotent_test_support::postgres::{PgBouncer, PostgresServer};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn fp(value: &str) -> Fingerprint {
+    Fingerprint::of(value).unwrap()
+}
+
+/// A private server behind a private PgBouncer with `pool_size` server
+/// connections, or `None` (said loudly) when pgbouncer is not installed.
+fn bouncer(pool_size: u32) -> Option<(PostgresServer, PgBouncer)> {
+    if PgBouncer::binary().is_none() {
+        let message = "pgbouncer is not installed (apt-get install -y pgbouncer; scripts/test \
+                       installs it): the PgBouncer tests did NOT run";
+        assert!(std::env::var_os("CI").is_none(), "{message}");
+        eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
+        return None;
+    }
+    let server = PostgresServer::start();
+    let bouncer = PgBouncer::start(&server, pool_size);
+    Some((server, bouncer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_prepared_statements_break_behind_pgbouncer() {
+    let Some((server, bouncer)) = bouncer(2) else {
+        return;
+    };
+    PostgresBackend::connect(&server.url())
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let store = PostgresBackend::connect(&bouncer.url()).await.unwrap();
+    // Prepared on the one server connection PgBouncer has opened so far.
+    store
+        .claim("a", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    // Another client's transaction holds that server connection, so the
+    // store's next statement runs on a new one, which never saw it.
+    let other = support::connect(&bouncer.url()).await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let error = store
+        .claim("b", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
+    other.batch_execute("COMMIT").await.unwrap();
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(
+        chain.contains("does not exist"),
+        "expected a missing prepared statement, got: {chain}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_statements_work_behind_pgbouncer_in_transaction_mode() {
+    let Some((_server, bouncer)) = bouncer(2) else {
+        return;
+    };
+    let store = PostgresBackend::connect(&bouncer.url())
+        .await
+        .unwrap()
+        .with_prepared_statements(false);
+    // Through the pooler too: migrate runs in one transaction.
+    store.migrate().await.unwrap();
+    store
+        .claim("a", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    // The scenario that breaks named statements: the next statement runs
+    // on a server connection that is new to it.
+    let other = support::connect(&bouncer.url()).await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let token = FencingToken::generate();
+    assert!(matches!(
+        store.claim("b", &fp("a"), token, LONG).await.unwrap(),
+        ClaimOutcome::Acquired { .. }
+    ));
+    other.batch_execute("COMMIT").await.unwrap();
+
+    // Two pools (two app processes) sharing two server connections, every
+    // operation on whichever one is free.
+    let stores = [
+        store.clone(),
+        PostgresBackend::connect(&bouncer.url())
+            .await
+            .unwrap()
+            .with_prepared_statements(false),
+    ];
+    let calls: Vec<_> = (0..40)
+        .map(|call| {
+            let store = stores[call % 2].clone();
+            tokio::spawn(async move {
+                let key = format!("key-{}", call / 2);
+                match store
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap()
+                {
+                    ClaimOutcome::Acquired { token, .. } => {
+                        store.renew(&key, token, LONG).await.unwrap();
+                        store.complete(&key, token, b"out", LONG).await.unwrap();
+                        1
+                    }
+                    ClaimOutcome::InProgress { .. } | ClaimOutcome::Completed { .. } => 0,
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    for call in calls {
+        acquired += call.await.unwrap();
+    }
+    assert_eq!(acquired, 20, "one winner per key");
+    for key in 0..20 {
+        assert_eq!(
+            stores[key % 2]
+                .claim(
+                    &format!("key-{key}"),
+                    &fp("a"),
+                    FencingToken::generate(),
+                    LONG
+                )
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+    }
+    assert_eq!(
+        store.release("b", token).await.unwrap(),
+        CasOutcome::Applied
+    );
+    assert_eq!(store.purge_expired(100).await.unwrap(), 0);
+
+    // The transactional mode: its completion runs unnamed, in the body's
+    // transaction.
+    let committed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |tx| {
+            let row = tx
+                .query_typed_one("SELECT 41::bigint + 1", &[])
+                .await
+                .unwrap();
+            Ok(row.get(0))
+        })
+        .await;
+    assert_eq!(committed.unwrap(), 42);
+    let replayed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |_tx| panic!("replayed, not run"))
+        .await;
+    assert_eq!(replayed.unwrap(), 42);
+}
