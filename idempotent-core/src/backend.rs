@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 pub use crate::commit::{Commit, Settled};
 pub use crate::envelope::stored_result;
-pub use crate::error::{BackendError, BackendErrorKind};
+pub use crate::error::{BackendError, BackendErrorKind, ErrorChain};
 pub use crate::fingerprint::Fingerprint;
 pub use crate::phase::release_in_background;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::envelope::{self, NotStored};
-use crate::error::Chain;
+use crate::error::ErrorChain;
 use crate::stats;
 use crate::{Backend, BackendError, BackendErrorKind, CasOutcome, FencingToken};
 
@@ -58,7 +58,7 @@ pub(crate) async fn store<B: Backend + ?Sized>(
             tracing::error!(
                 scope = claim.scope,
                 key = claim.key,
-                error = %Chain(&error),
+                error = %ErrorChain(&error),
                 "result too large for the store; storing a not-stored marker"
             );
             store_marker(backend, claim, NotStored::TooLarge).await
@@ -82,7 +82,7 @@ pub(crate) async fn store_marker<B: Backend + ?Sized>(
             tracing::error!(
                 scope = claim.scope,
                 key = claim.key,
-                error = %Chain(&error),
+                error = %ErrorChain(&error),
                 "the store refused the not-stored marker"
             );
             Stored::Abandoned
@@ -126,7 +126,7 @@ async fn complete_with_retries<B: Backend + ?Sized>(
                     && Instant::now() + delay < retry_until =>
             {
                 stats::COMPLETE_RETRIES.increment();
-                tracing::warn!(scope, key, error = %Chain(&error), attempt, ?delay, "could not store the result; retrying");
+                tracing::warn!(scope, key, error = %ErrorChain(&error), attempt, ?delay, "could not store the result; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY);
                 attempt += 1;
@@ -135,7 +135,7 @@ async fn complete_with_retries<B: Backend + ?Sized>(
                 tracing::error!(
                     scope,
                     key,
-                    error = %Chain(&error),
+                    error = %ErrorChain(&error),
                     attempt,
                     "result not stored; retries run the body again once the claim lapses"
                 );

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
 use crate::commit::{Commit, Settled};
 use crate::envelope::{self, Decoded};
-use crate::error::Chain;
+use crate::error::ErrorChain;
 use crate::lease::{run_renewing, run_renewing_or_stop, Holder};
 use crate::limits;
 use crate::phase::{CallGuard, Phase};
@@ -125,7 +125,7 @@ fn start(options: &Options, target: Result<Target, CodecError>) -> Start {
         }
         Err(error) => {
             stats::CODEC_ERRORS.increment();
-            tracing::error!(scope = %options.scope, error = %Chain(&error), "key or arguments cannot be serialized");
+            tracing::error!(scope = %options.scope, error = %ErrorChain(&error), "key or arguments cannot be serialized");
             return Start::Refused(Error::Codec(error));
         }
     };
@@ -187,7 +187,7 @@ fn settle_keyless<T, E: From<Error>>(options: &Options, settled: Settled<T, E>) 
         Settled::Fenced => Err(Error::InProgress.into()),
         Settled::Unknown(error) => {
             stats::COMMITS_UNKNOWN.increment();
-            tracing::error!(scope = %options.scope, key = "", error = %Chain(&error), "commit outcome unknown");
+            tracing::error!(scope = %options.scope, key = "", error = %ErrorChain(&error), "commit outcome unknown");
             Err(Error::CommitUnknown(error).into())
         }
     }
@@ -380,12 +380,12 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
             }
             Some(Settled::BodyFailed(error)) => Err(error),
             Some(Settled::NotCommitted(error)) => {
-                tracing::warn!(scope, key, error = %Chain(&error), "nothing committed; releasing the key");
+                tracing::warn!(scope, key, error = %ErrorChain(&error), "nothing committed; releasing the key");
                 Err(error.into())
             }
             Some(Settled::Unknown(error)) => {
                 stats::COMMITS_UNKNOWN.increment();
-                tracing::error!(scope, key, error = %Chain(&error), "commit outcome unknown; releasing (a no-op if it committed)");
+                tracing::error!(scope, key, error = %ErrorChain(&error), "commit outcome unknown; releasing (a no-op if it committed)");
                 Err(Error::CommitUnknown(error).into())
             }
         };
@@ -412,7 +412,7 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
                 tracing::error!(
                     scope = self.scope(),
                     key = self.key,
-                    error = %Chain(&error),
+                    error = %ErrorChain(&error),
                     "result failed to serialize; storing a not-stored marker"
                 );
             })
@@ -446,12 +446,12 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
                     if error.kind() == BackendErrorKind::Unavailable
                         && attempt < RELEASE_ATTEMPTS =>
                 {
-                    tracing::debug!(error = %Chain(&error), attempt, "could not release; retrying");
+                    tracing::debug!(error = %ErrorChain(&error), attempt, "could not release; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
                 Err(error) => {
-                    tracing::warn!(scope, key, error = %Chain(&error), "could not release; the claim lapses with its lease");
+                    tracing::warn!(scope, key, error = %ErrorChain(&error), "could not release; the claim lapses with its lease");
                     return;
                 }
             }
@@ -465,7 +465,7 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
         } else {
             stats::STORE_ERRORS.increment();
         }
-        tracing::error!(scope = self.scope(), key = self.key, error = %Chain(&error), "store failed; failing closed");
+        tracing::error!(scope = self.scope(), key = self.key, error = %ErrorChain(&error), "store failed; failing closed");
         fail(error)
     }
 
@@ -489,7 +489,7 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
                 tracing::error!(
                     scope = self.scope(),
                     key = self.key,
-                    error = %Chain(&error),
+                    error = %ErrorChain(&error),
                     "stored result cannot be decoded; the body does not run"
                 );
                 fail(Error::Codec(error))
@@ -500,7 +500,7 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
 
 fn invalid(options: &Options, key: &str, error: Error) -> Error {
     stats::INVALID_CONFIGS.increment();
-    tracing::error!(scope = %options.scope, key, error = %Chain(&error), "invalid options; the body does not run");
+    tracing::error!(scope = %options.scope, key, error = %ErrorChain(&error), "invalid options; the body does not run");
     error
 }
 

@@ -224,11 +224,20 @@ impl std::error::Error for CodecError {
     }
 }
 
-/// An error and its sources, `: `-separated, for log fields: each error's
-/// `Display` says only its own part (see [`BackendError`]).
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+/// Displays an error and its sources, `: `-separated, for log fields: each
+/// error's `Display` says only its own part (see [`BackendError`]), so a log
+/// line that should say why prints the chain.
+///
+/// ```
+/// use idempotent_core::backend::{BackendError, BackendErrorKind, ErrorChain};
+///
+/// let cause = std::io::Error::other("connection reset");
+/// let error = BackendError::new(BackendErrorKind::Unavailable, "claim failed").with_source(cause);
+/// assert!(ErrorErrorChain(&error).to_string().ends_with("claim failed: connection reset"));
+/// ```
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
-impl fmt::Display for Chain<'_> {
+impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)?;
         let mut source = self.0.source();
@@ -263,7 +272,7 @@ mod tests {
             BackendError::new(BackendErrorKind::Unavailable, "claim failed").with_source(io),
         );
         assert_eq!(
-            Chain(&error).to_string(),
+            ErrorChain(&error).to_string(),
             "the idempotency store failed, so the body did not run: \
              store unavailable: claim failed: connection refused"
         );

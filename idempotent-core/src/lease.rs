@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::Chain;
+use crate::error::ErrorChain;
 use crate::stats;
 use crate::{Backend, CasOutcome, FencingToken};
 
@@ -131,7 +131,7 @@ where
                     tracing::warn!(
                         scope,
                         key,
-                        error = %Chain(&error),
+                        error = %ErrorChain(&error),
                         lapsed,
                         ?period,
                         "could not renew the lease; retrying"

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::completion::{self, Claim};
 use crate::envelope::NotStored;
-use crate::error::Chain;
+use crate::error::ErrorChain;
 use crate::stats;
 use crate::{Backend, CasOutcome, FencingToken};
 
@@ -272,7 +272,7 @@ async fn release<B: Backend + ?Sized>(
             }
             (Ok(CasOutcome::Fenced), None) => return,
             (Err(error), None) => {
-                tracing::warn!(scope, key, error = %Chain(&error), "could not release the claim; it lapses with its lease");
+                tracing::warn!(scope, key, error = %ErrorChain(&error), "could not release the claim; it lapses with its lease");
                 return;
             }
             (_, Some(pause)) => {

@@ -8,6 +8,8 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use idempotent_core::backend::ErrorChain;
+
 use crate::buffer::{declares_more_than, read_limited, read_response, ResponseBody};
 use crate::config::Config;
 use crate::fingerprint::RequestFingerprint;
@@ -71,7 +73,7 @@ where
     // full response, not the stored subset, and no replay marker.
     let mut fresh = None;
     let outcome = call
-        .run(|| run_inner(inner, request, &config, &mut fresh))
+        .run(|| run_inner(inner, request, &config, &record, &mut fresh))
         .await;
     match outcome {
         Ok(stored) => match fresh {
@@ -80,7 +82,7 @@ where
         },
         Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
-            tracing::debug!(scope = %config.scope, key = record, %error, "answered without running");
+            tracing::debug!(scope = %config.scope, key = record, error = %ErrorChain(&error), "answered without running");
             Ok(problem_response(&config, &problem_for(&error, &config)))
         }
         Err(Unstored::Service(error)) => Err(error),
@@ -100,6 +102,7 @@ async fn run_inner<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<MaybeBuffered<ReqBody>>,
     config: &Config,
+    record: &str,
     fresh: &mut Option<Response<MaybeBuffered<ResBody>>>,
 ) -> Result<Stored, Unstored<S::Error, ResBody>>
 where
@@ -140,7 +143,12 @@ where
             })
         }
         ResponseBody::Failed(error) => {
-            tracing::warn!(%error, "the response body failed; releasing the key");
+            tracing::warn!(
+                scope = %config.scope,
+                key = record,
+                error = %ErrorChain(&*error),
+                "the response body failed; releasing the key"
+            );
             let problem = problem_response(config, &Problem::ResponseUnreadable);
             Err(Unstored::NotStored(problem))
         }

@@ -59,22 +59,6 @@ pub(crate) fn timeout(context: &str, limit: std::time::Duration) -> BackendError
     )
 }
 
-/// An error and its sources, `: `-separated, for log fields (each error's
-/// `Display` says only its own part).
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
-}
-
 fn io_caused(error: &tokio_postgres::Error) -> bool {
     error
         .source()

@@ -68,7 +68,7 @@ async fn reap(backend: PostgresBackend, interval: Duration, batch: u32, purged: 
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(error = %crate::error::Chain(&error), "could not purge expired records; trying again later");
+                    tracing::warn!(error = %idempotent_core::backend::ErrorChain(&error), "could not purge expired records; trying again later");
                     break;
                 }
             }

@@ -144,7 +144,7 @@ async fn rollback(transaction: deadpool_postgres::Transaction<'_>) -> bool {
     match transaction.rollback().await {
         Ok(()) => true,
         Err(error) => {
-            tracing::debug!(error = %crate::error::Chain(&error), "rollback failed; the transaction ends with its connection");
+            tracing::debug!(error = %idempotent_core::backend::ErrorChain(&error), "rollback failed; the transaction ends with its connection");
             false
         }
     }
