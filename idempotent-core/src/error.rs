@@ -233,7 +233,7 @@ impl std::error::Error for CodecError {
 ///
 /// let cause = std::io::Error::other("connection reset");
 /// let error = BackendError::new(BackendErrorKind::Unavailable, "claim failed").with_source(cause);
-/// assert!(ErrorErrorChain(&error).to_string().ends_with("claim failed: connection reset"));
+/// assert!(ErrorChain(&error).to_string().ends_with("claim failed: connection reset"));
 /// ```
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 

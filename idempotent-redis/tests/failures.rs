@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use idempotent_core::backend::FencingToken;
+use idempotent_core::backend::{ErrorChain, FencingToken};
 use idempotent_core::{Backend, BackendErrorKind, Error, Idempotency};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
@@ -178,7 +178,7 @@ async fn a_corrupt_value_at_a_record_key_is_an_error_and_the_body_does_not_run()
         let _: redis::Value = server.query(command);
         let outcome = charge(&store, key).await;
         assert!(
-            matches!(&outcome, Err(Error::Codec(error)) if error.to_string().contains("did not write")),
+            matches!(&outcome, Err(Error::Codec(error)) if ErrorChain(error).to_string().contains("did not write")),
             "{what}: {outcome:?}"
         );
     }

@@ -94,7 +94,7 @@ async fn a_result_of_a_changed_type_is_a_codec_error_that_names_the_type() {
     let Err(error) = retyped else {
         panic!("a stored string must not decode as u64");
     };
-    let message = error.to_string();
+    let message = idempotent_core::backend::ErrorChain(&error).to_string();
     assert!(matches!(error, Error::Codec(_)));
     assert!(
         message.contains("u64") && message.contains("did not run"),
