@@ -37,9 +37,13 @@ pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => return with_error(function.into_token_stream(), error),
     };
     let mut errors = std::mem::take(&mut args.errors);
-    let (hashed, return_type) = signature::check(&function.sig, &args.skip, &mut errors);
+    let krate = args
+        .krate
+        .clone()
+        .unwrap_or_else(crate::runtime_crate::runtime_crate);
+    let (hashed, return_type) = signature::check(&function.sig, &args.skip, &krate, &mut errors);
     match (errors.into_result(), return_type) {
-        (Ok(()), Some(return_type)) => generate(&args, &function, &hashed, return_type),
+        (Ok(()), Some(return_type)) => generate(&args, &krate, &function, &hashed, return_type),
         (Err(error), _) => with_error(function.into_token_stream(), error),
         // `check` reports a missing return type, so this arm is unreachable;
         // still, fall back to the original function rather than panic.
@@ -52,7 +56,13 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
     quote!(#item #error)
 }
 
-fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type) -> TokenStream {
+fn generate(
+    args: &Args,
+    krate: &Path,
+    function: &ItemFn,
+    hashed: &Hashed,
+    return_type: &Type,
+) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
@@ -62,10 +72,6 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
     } = function;
     // `default fn` (specialization) is the only modifier syn parses today.
     let defaultness = &modifiers.defaultness;
-    let krate = args
-        .krate
-        .clone()
-        .unwrap_or_else(crate::runtime_crate::runtime_crate);
     // Generated locals are hygienic: a user argument called `call`, `key`,
     // `backend` or `output` can neither collide with nor see them.
     let call = Ident::new("__idempotent_call", Span::mixed_site());
@@ -104,9 +110,9 @@ fn generate(args: &Args, function: &ItemFn, hashed: &Hashed, return_type: &Type)
         // never share records (`__private::function_scope` has the details).
         None => quote!(#krate::__private::function_scope(::core::any::type_name_of_val(&|| ()))),
     };
-    let ttl = duration_setter(&krate, "ttl", args.ttl.as_ref());
-    let lease = duration_setter(&krate, "lease", args.lease.as_ref());
-    let wait = duration_setter(&krate, "wait", args.wait.as_ref());
+    let ttl = duration_setter(krate, "ttl", args.ttl.as_ref());
+    let lease = duration_setter(krate, "lease", args.lease.as_ref());
+    let wait = duration_setter(krate, "wait", args.wait.as_ref());
     let require_key = if args.require_key.is_some() {
         quote!(.require_key())
     } else {

@@ -4,7 +4,7 @@
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, Pat, ReturnType, Signature, Type};
+use syn::{FnArg, Ident, Pat, Path, ReturnType, Signature, Type};
 
 use crate::errors::Errors;
 
@@ -16,6 +16,7 @@ pub(crate) struct Hashed<'a> {
 pub(crate) fn check<'a>(
     sig: &'a Signature,
     skip: &[Ident],
+    krate: &Path,
     errors: &mut Errors,
 ) -> (Hashed<'a>, Option<&'a Type>) {
     if sig.asyncness.is_none() {
@@ -33,9 +34,13 @@ pub(crate) fn check<'a>(
     let return_type = match &sig.output {
         ReturnType::Type(_, ty) => Some(&**ty),
         ReturnType::Default => {
+            // Named as the user's crate names the runtime: `idempotency::Error`
+            // for a user of the facade.
+            let runtime = krate.to_token_stream().to_string().replace(' ', "");
+            let runtime = runtime.trim_start_matches("::");
             errors.at(
                 sig.ident.span(),
-                "`#[idempotent]` functions must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_core::Error>`; this one returns `()`",
+                format!("`#[idempotent]` functions must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<{runtime}::Error>`; this one returns `()`"),
             );
             None
         }
