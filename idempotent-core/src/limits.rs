@@ -6,10 +6,18 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// The shortest ttl, lease or wait: 1 ms, the stores' resolution (Redis and
+/// The shortest ttl or wait: 1 ms, the stores' resolution (Redis and
 /// Postgres count whole milliseconds).
 pub const MIN_DURATION: Duration = Duration::from_millis(1);
-/// The longest ttl: 10 years (3650 days).
+/// The shortest lease: 250 ms. A live call keeps its claim by renewing it
+/// every `lease / 3`, so each renewal must land within two thirds of a lease
+/// of the last, whatever the timer's granularity, a busy runtime and the
+/// store's latency; a few milliseconds cannot promise that, and a lapsed
+/// lease lets a duplicate run the body while the first still runs. At
+/// 250 ms the margin is about 167 ms.
+pub const MIN_LEASE: Duration = Duration::from_millis(250);
+/// The longest ttl: 3650 days (humantime's `10y` is 3652.5 days: write
+/// `3650d`).
 pub const MAX_TTL: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 /// The longest lease: 1 day. The lease bounds how long a crashed holder
 /// blocks its key, not how long a body may run (renewal keeps a live one).
@@ -24,23 +32,23 @@ pub const MIN_OUTPUT_LIMIT: usize = 16;
 
 /// Checks a `ttl`.
 pub fn check_ttl(ttl: Duration) -> Result<Duration, Error> {
-    check("ttl", ttl, MAX_TTL)
+    check("ttl", ttl, MIN_DURATION, MAX_TTL)
 }
 
 /// Checks a `lease`.
 pub fn check_lease(lease: Duration) -> Result<Duration, Error> {
-    check("lease", lease, MAX_LEASE)
+    check("lease", lease, MIN_LEASE, MAX_LEASE)
 }
 
 /// Checks a `wait`.
 pub fn check_wait(wait: Duration) -> Result<Duration, Error> {
-    check("wait", wait, MAX_WAIT)
+    check("wait", wait, MIN_DURATION, MAX_WAIT)
 }
 
-fn check(option: &str, value: Duration, max: Duration) -> Result<Duration, Error> {
-    if value < MIN_DURATION {
+fn check(option: &str, value: Duration, min: Duration, max: Duration) -> Result<Duration, Error> {
+    if value < min {
         return Err(Error::InvalidConfig {
-            reason: format!("`{option}` must be at least {MIN_DURATION:?}, got {value:?}"),
+            reason: format!("`{option}` must be at least {min:?}, got {value:?}"),
         });
     }
     if value > max {
@@ -54,13 +62,13 @@ fn check(option: &str, value: Duration, max: Duration) -> Result<Duration, Error
     Ok(value)
 }
 
+/// In days, as the attribute's humantime literals write them (`3650d`):
+/// humantime's years are 365.25 days, so "10 years" would not be the bound.
 fn humanize(duration: Duration) -> String {
     const DAY: u64 = 24 * 60 * 60;
     match duration.as_secs() {
-        secs if secs % (365 * DAY) == 0 && secs >= 365 * DAY => {
-            format!("{} years", secs / (365 * DAY))
-        }
-        secs if secs % DAY == 0 && secs >= DAY => format!("{} days", secs / DAY),
+        DAY => "1 day".to_owned(),
+        secs if secs % DAY == 0 && secs > DAY => format!("{} days", secs / DAY),
         _ => format!("{duration:?}"),
     }
 }
@@ -73,7 +81,7 @@ mod tests {
     /// cannot name these constants) and pins them in a test of its own.
     #[test]
     fn figures_shared_with_the_macro() {
-        assert_eq!(MIN_DURATION.as_millis(), 1);
+        assert_eq!((MIN_DURATION.as_millis(), MIN_LEASE.as_millis()), (1, 250));
         assert_eq!(MAX_TTL.as_secs(), 3650 * 86_400);
         assert_eq!((MAX_LEASE.as_secs(), MAX_WAIT.as_secs()), (86_400, 86_400));
     }
@@ -83,20 +91,21 @@ mod tests {
         assert!(check_ttl(MIN_DURATION).is_ok());
         assert!(check_ttl(MAX_TTL).is_ok());
         assert!(check_lease(MAX_LEASE).is_ok());
+        assert!(check_lease(MIN_LEASE).is_ok());
         for (error, words) in [
             (
                 check_ttl(Duration::ZERO),
                 "`ttl` must be at least 1ms, got 0ns",
             ),
             (
-                check_lease(Duration::from_micros(999)),
-                "`lease` must be at least",
+                check_lease(MIN_LEASE - Duration::from_millis(1)),
+                "`lease` must be at least 250ms, got 249ms",
             ),
             (
                 check_ttl(MAX_TTL + Duration::from_nanos(1)),
-                "at most 10 years",
+                "at most 3650 days",
             ),
-            (check_wait(Duration::MAX), "`wait` must be at most 1 days"),
+            (check_wait(Duration::MAX), "`wait` must be at most 1 day"),
         ] {
             let error = error.unwrap_err().to_string();
             assert!(error.contains(words), "{error}");

@@ -98,7 +98,8 @@ impl<B: Backend> Idempotency<B> {
     /// How long a claim lives without renewal. The claim is renewed every
     /// `lease / 3` while the body runs, so the lease bounds how long a crashed
     /// holder blocks its key, not how long a body may take. From
-    /// [`MIN_DURATION`](crate::limits::MIN_DURATION) to
+    /// [`MIN_LEASE`](crate::limits::MIN_LEASE) (250 ms: a shorter lease can
+    /// lapse between two renewals) to
     /// [`MAX_LEASE`](crate::limits::MAX_LEASE), checked as [`ttl`](Self::ttl) is.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {

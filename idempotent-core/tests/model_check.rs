@@ -261,7 +261,7 @@ fn found_a_result_too_large_for_the_store_lets_the_body_run_again() {
 
 fn schedule(steps: Vec<Step>) -> Schedule {
     Schedule {
-        lease_ms: 100,
+        lease_ms: 250,
         ttl_ms: 24 * 3_600_000,
         store: DEFAULT_STORE,
         steps,

@@ -129,3 +129,53 @@ async fn the_not_stored_marker_fits_a_tiny_output_limit() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
 }
+
+/// Found by a user's trial: `lease = "2ms"` was accepted, and a body that
+/// awaited for 300 ms lost its claim to duplicates while it still ran (the
+/// renewal every `lease / 3` cannot land in time at timer granularity). A
+/// lease is refused below the point where renewal keeps a live call's claim,
+/// and at that point a slow live call runs once, in real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_too_short_to_renew_is_refused_and_the_shortest_keeps_a_slow_call() {
+    for lease_ms in [1, 2, 5, 10, 20, 50, 100, 249, 250] {
+        let store = MemoryBackend::new();
+        let runs = std::sync::Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..40u64)
+            .map(|i| {
+                let (store, runs) = (store.clone(), runs.clone());
+                tokio::spawn(async move {
+                    // Duplicates arrive 20 ms apart while the first runs.
+                    tokio::time::sleep(Duration::from_millis(20 * i)).await;
+                    Idempotency::new(&store)
+                        .scope("phases::slow")
+                        .lease(Duration::from_millis(lease_ms))
+                        .run("order-slow", &1999, || async {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(900)).await;
+                            Ok(1)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut first = None;
+        for call in calls {
+            let result = call.await.expect("no call panics");
+            first.get_or_insert(result);
+        }
+        let first = first.expect("40 calls");
+        if lease_ms < 250 {
+            assert!(
+                matches!(&first, Err(Error::InvalidConfig { .. })),
+                "a {lease_ms} ms lease cannot be renewed in time and must be refused: {first:?}"
+            );
+            assert_eq!(runs.load(Ordering::SeqCst), 0);
+        } else {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "a {lease_ms} ms lease let a live call's duplicates run"
+            );
+        }
+    }
+}

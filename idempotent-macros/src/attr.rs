@@ -210,6 +210,13 @@ impl Args {
                 );
                 Ok(None)
             }
+            Ok(value) if option == "lease" && value < MIN_LEASE => {
+                self.errors.at(
+                    literal.span(),
+                    "`lease` must be at least 250ms: the claim is renewed every `lease / 3`, and a shorter lease can lapse while the body still runs, letting a duplicate run it too",
+                );
+                Ok(None)
+            }
             Ok(value) if value < MIN_DURATION => {
                 self.errors.at(
                     literal.span(),
@@ -245,6 +252,7 @@ impl Args {
 /// The bounds of `idempotent_core::limits`, which this crate cannot name
 /// (the core depends on it); both crates pin the same figures in a test.
 const MIN_DURATION: Duration = Duration::from_millis(1);
+const MIN_LEASE: Duration = Duration::from_millis(250);
 const MAX_TTL: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 const MAX_LEASE_OR_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -258,7 +266,7 @@ fn max_duration(option: &str) -> Duration {
 
 fn max_duration_text(option: &str) -> &'static str {
     if option == "ttl" {
-        "3650 days (10 years)"
+        "3650 days (`3650d`; humantime's `10y` is 3652.5 days)"
     } else {
         "1 day"
     }

@@ -140,8 +140,8 @@ pub fn schedules(profile: Profile) -> impl Strategy<Value = Schedule> {
     // Each `prop_oneof!` shrinks toward its first choice: the default lease,
     // a long ttl, an ordinary call.
     (
-        prop_oneof![Just(100u64), Just(40), Just(1_000)],
-        prop_oneof![3 => Just(24 * 3_600_000u64), 1 => Just(300)],
+        prop_oneof![Just(250u64), Just(400), Just(1_000)],
+        prop_oneof![3 => Just(24 * 3_600_000u64), 1 => Just(750)],
         prop::collection::vec(step(), 1..12),
     )
         .prop_map(move |(lease_ms, ttl_ms, mut steps)| {
@@ -171,13 +171,13 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         5 => call().prop_map(Step::Call),
         3 => fault().prop_map(Step::Fault),
-        2 => (0u64..400).prop_map(Step::Sleep),
+        2 => (0u64..1_000).prop_map(Step::Sleep),
     ]
 }
 
 fn call() -> impl Strategy<Value = CallPlan> {
     let body = (
-        prop_oneof![Just(0u64), 1u64..150],
+        prop_oneof![Just(0u64), 1u64..375],
         prop_oneof![6 => Just(BodyEnd::Ok), 2 => Just(BodyEnd::Err), 1 => Just(BodyEnd::Panic)],
         prop_oneof![3 => Just(false), 1 => Just(true)],
     )
@@ -189,9 +189,9 @@ fn call() -> impl Strategy<Value = CallPlan> {
     (
         0..KEYS,
         prop_oneof![9 => Just(0u8), 1 => Just(1)],
-        prop_oneof![Just(None), Just(Some(50u64)), Just(Some(500))],
+        prop_oneof![Just(None), Just(Some(125u64)), Just(Some(1_250))],
         body,
-        prop_oneof![3 => Just(None), 2 => (0u64..200).prop_map(Some)],
+        prop_oneof![3 => Just(None), 2 => (0u64..500).prop_map(Some)],
     )
         .prop_map(|(key, input, wait_ms, body, cancel_after_ms)| CallPlan {
             key,
@@ -212,8 +212,8 @@ fn fault() -> impl Strategy<Value = Fault> {
     let effect = prop_oneof![
         3 => Just(Effect::Fail),
         1 => Just(Effect::LoseReply),
-        2 => (1u64..150).prop_map(Effect::Delay),
-        1 => (1u64..150).prop_map(Effect::SlowReply),
+        2 => (1u64..375).prop_map(Effect::Delay),
+        1 => (1u64..375).prop_map(Effect::SlowReply),
         1 => Just(Effect::TooLarge),
     ];
     (0..KEYS, op, effect, 1u8..4).prop_map(|(key, op, effect, times)| Fault {
