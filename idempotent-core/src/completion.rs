@@ -121,9 +121,13 @@ async fn complete_with_retries<B: Backend + ?Sized>(
                 return Ok(Stored::Fenced);
             }
             Err(error) if error.kind() == BackendErrorKind::TooLarge => return Err(error),
+            // A full store may free memory (records expire, an operator
+            // acts) within the claim's time, as a down one may come back.
             Err(error)
-                if error.kind() == BackendErrorKind::Unavailable
-                    && Instant::now() + delay < retry_until =>
+                if matches!(
+                    error.kind(),
+                    BackendErrorKind::Unavailable | BackendErrorKind::Capacity
+                ) && Instant::now() + delay < retry_until =>
             {
                 stats::COMPLETE_RETRIES.increment();
                 tracing::warn!(scope, key, error = %ErrorChain(&error), attempt, ?delay, "could not store the result; retrying");

@@ -21,6 +21,13 @@ impl RedisBackend {
                 "the value at this key is not a string",
             );
         }
+        if error.code() == Some("OOM") {
+            return BackendError::new(
+                BackendErrorKind::Capacity,
+                format!("Redis is full and refused the {operation} (used memory over `maxmemory`, and the policy does not evict)"),
+            )
+            .with_source(error);
+        }
         self.connection.failed(&error);
         backend_error(error, &format!("Redis {operation} failed"))
     }

@@ -124,6 +124,35 @@ impl RedisBackend {
         })
     }
 
+    /// A claim on a full server: a plain `GET`, which a full server still
+    /// answers. Only a completed record is an answer; anything else (absent,
+    /// in progress) would need a write, so the claim stays refused as full.
+    async fn read_while_full(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        full: BackendError,
+    ) -> Result<ClaimOutcome, BackendError> {
+        let record_key = self.record_key(key);
+        let found: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&record_key)
+            .query_async(&mut self.connection.handle())
+            .await
+            .map_err(|error| self.failed(&record_key, error, "claim"))?;
+        match found.map(|record| record::read(record, fingerprint, token)) {
+            Some(Ok(Found::Completed(output))) => Ok(ClaimOutcome::Completed { output }),
+            Some(Ok(Found::Mismatch)) => Ok(ClaimOutcome::Mismatch),
+            Some(Err(reason)) => Err(corrupt(&record_key, "claim", &reason)),
+            // This claim landed before (its answer was lost) and holds the key.
+            Some(Ok(Found::Mine)) => Ok(ClaimOutcome::Acquired {
+                token,
+                took_over: false,
+            }),
+            Some(Ok(Found::InProgress)) | None => Err(full),
+        }
+    }
+
     /// The claim script, for a key found in progress by the plain claim.
     async fn claim_with_script(
         &self,
@@ -184,7 +213,16 @@ impl Backend for RedisBackend {
         }
         let claim = record::claim(fingerprint, token, lease_ms);
         let sent_at = Instant::now();
-        let (reply, expires_in_ms) = self.send_claim(key, &claim, lease_ms).await?;
+        let (reply, expires_in_ms) = match self.send_claim(key, &claim, lease_ms).await {
+            Ok(sent) => sent,
+            // A full server refuses the claim's `SET` even when it would only
+            // have returned a stored record: read it, so stored results still
+            // replay (and mismatch), and only new keys fail closed.
+            Err(error) if error.kind() == BackendErrorKind::Capacity => {
+                return self.read_while_full(key, fingerprint, token, error).await;
+            }
+            Err(error) => return Err(error),
+        };
         let record_key = || self.record_key(key);
         match reply {
             Value::Nil => Ok(ClaimOutcome::Acquired {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
-use idempotent_core::limits::{MAX_LEASE, MAX_TTL, MIN_DURATION};
+use idempotent_core::limits::{MAX_LEASE, MAX_TTL, MIN_LEASE};
 use idempotent_core::{Backend, BackendError, BackendErrorKind};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
@@ -16,6 +16,11 @@ const LEASE: Duration = Duration::from_secs(30);
 
 /// Too short (nothing, or under the stores' 1 ms resolution) or too long.
 const OUT_OF_RANGE: [Duration; 3] = [Duration::ZERO, Duration::from_micros(999), Duration::MAX];
+const LEASES_OUT_OF_RANGE: [Duration; 3] = [
+    Duration::ZERO,
+    MIN_LEASE.saturating_sub(Duration::from_millis(1)),
+    Duration::MAX,
+];
 
 fn assert_refused(result: Result<impl std::fmt::Debug, BackendError>, what: &str, value: Duration) {
     let error = match result {
@@ -44,7 +49,7 @@ async fn a_lease_out_of_range_is_refused_before_anything_is_claimed() {
     let server = RedisServer::start();
     let store = RedisBackend::connect(&server.url()).await.unwrap();
     let fingerprint = Fingerprint::from_bytes([1; 32]);
-    for lease in OUT_OF_RANGE {
+    for lease in LEASES_OUT_OF_RANGE {
         server.reset_stats();
         let claimed = store
             .claim(
@@ -76,7 +81,7 @@ async fn a_lease_out_of_range_is_refused_before_anything_is_claimed() {
         .claim("durations:renew", &fingerprint, token, LEASE)
         .await
         .unwrap();
-    for lease in OUT_OF_RANGE {
+    for lease in LEASES_OUT_OF_RANGE {
         server.reset_stats();
         assert_refused(
             store.renew("durations:renew", token, lease).await,
@@ -85,7 +90,7 @@ async fn a_lease_out_of_range_is_refused_before_anything_is_claimed() {
         );
         assert_eq!(sent(&server), Vec::<String>::new(), "renew {lease:?}");
     }
-    for lease in [MIN_DURATION, MAX_LEASE] {
+    for lease in [MIN_LEASE, MAX_LEASE] {
         let renewed = store.renew("durations:renew", token, lease).await.unwrap();
         assert_eq!(renewed, CasOutcome::Applied, "renew {lease:?}");
     }
