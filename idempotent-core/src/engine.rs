@@ -326,8 +326,21 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
                 guard.store(self.encoded(encoded), retry_until).await;
             }
             Err(error) => match P::encode(error) {
-                Some(encoded) => guard.store(self.encoded(encoded), retry_until).await,
-                None => {
+                Some(Ok(encoded)) => guard.store(self.encoded(Ok(encoded)), retry_until).await,
+                // An error `cache_err` cannot store (a variant marked
+                // `#[serde(skip)]`, typically the wrapped `Error` of a nested
+                // call that answered `InProgress` or an outage) is treated
+                // as errors are without `cache_err`: the key is released, so
+                // a retry runs, rather than pinned to "not stored" for the ttl.
+                not_stored => {
+                    if let Some(Err(unstorable)) = not_stored {
+                        tracing::warn!(
+                            scope = self.scope(),
+                            key = self.key,
+                            error = %unstorable,
+                            "the body's error cannot be stored (cache_err); releasing the key"
+                        );
+                    }
                     guard.enter(Phase::Releasing);
                     self.release(guard.token()).await;
                     guard.enter(Phase::Settled);

@@ -44,6 +44,55 @@ async fn cache_err_stores_and_replays_the_err() {
     assert_eq!(runs.count(), 1);
 }
 
+/// The error shape users write for `cache_err`: `idempotent_core::Error` is
+/// not serializable, so its variant is skipped.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+enum CachedError {
+    #[error(transparent)]
+    #[serde(skip)]
+    Idempotency(#[from] idempotent_core::Error),
+    #[error("declined")]
+    Declined,
+}
+
+#[idempotent(skip(store, runs), backend = store, scope = "tests::unstorable", cache_err)]
+async fn outage_then_declined(
+    store: &MemoryBackend,
+    runs: &Runs,
+    order: u32,
+) -> Result<u32, CachedError> {
+    match runs.record() {
+        // A nested call's error, passed on: it cannot be stored.
+        1 => Err(idempotent_core::Error::InProgress.into()),
+        _ => Err(CachedError::Declined),
+    }
+}
+
+/// Found by a user's trial: an `Err` that `cache_err` cannot serialize was
+/// stored as "not stored", so every retry got `ResultNotStored` for the
+/// whole ttl although the error was a transient one. It releases the key, as
+/// errors do without `cache_err`; a storable error is still cached.
+#[tokio::test]
+async fn cache_err_releases_the_key_for_an_error_it_cannot_store() {
+    let (store, runs) = (MemoryBackend::new(), Runs::default());
+    let first = outage_then_declined(&store, &runs, 7).await;
+    assert!(
+        matches!(
+            first,
+            Err(CachedError::Idempotency(idempotent_core::Error::InProgress))
+        ),
+        "{first:?}"
+    );
+    let retry = outage_then_declined(&store, &runs, 7).await;
+    assert!(
+        matches!(retry, Err(CachedError::Declined)),
+        "the retry ran: {retry:?}"
+    );
+    let replay = outage_then_declined(&store, &runs, 7).await;
+    assert!(matches!(replay, Err(CachedError::Declined)), "{replay:?}");
+    assert_eq!(runs.count(), 2, "the storable error is replayed");
+}
+
 #[idempotent(skip(store, runs), backend = store, scope = "tests::panicky")]
 async fn panicky(store: &MemoryBackend, runs: &Runs, order: u32) -> Result<usize, AppError> {
     let run = runs.record();
