@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// A [`Backend`](idempotent_core::Backend) on Redis: records shared by every process and machine that
 /// uses the same server, or the same Redis Cluster
-/// ([`connect_cluster`](Self::connect_cluster)).
+/// (`connect_cluster`, behind the `cluster` feature).
 ///
 /// Every operation is one atomic command on one key. A claim is a plain
 /// `SET key claim NX GET PX ..`: it claims an absent key and returns a
