@@ -66,7 +66,7 @@ impl Args {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::key) {
             let keyword: kw::key = input.parse()?;
-            input.parse::<Token![=]>()?;
+            equals(input, keyword.span, "key", r#"key = req.idempotency_key"#)?;
             let expr: Expr = input.parse()?;
             if self.first_time("key", keyword.span) {
                 self.key = Some(expr);
@@ -82,7 +82,7 @@ impl Args {
             }
         } else if lookahead.peek(kw::scope) {
             let keyword: kw::scope = input.parse()?;
-            input.parse::<Token![=]>()?;
+            equals(input, keyword.span, "scope", r#"scope = "billing::charge""#)?;
             let scope: LitStr = input.parse()?;
             if scope.value().is_empty() {
                 self.errors.at(
@@ -95,19 +95,19 @@ impl Args {
             }
         } else if lookahead.peek(kw::ttl) {
             let keyword: kw::ttl = input.parse()?;
-            let value = self.parse_duration(input, "ttl")?;
+            let value = self.parse_duration(input, keyword.span, "ttl")?;
             if self.first_time("ttl", keyword.span) {
                 self.ttl = value;
             }
         } else if lookahead.peek(kw::lease) {
             let keyword: kw::lease = input.parse()?;
-            let value = self.parse_duration(input, "lease")?;
+            let value = self.parse_duration(input, keyword.span, "lease")?;
             if self.first_time("lease", keyword.span) {
                 self.lease = value;
             }
         } else if lookahead.peek(kw::wait) {
             let keyword: kw::wait = input.parse()?;
-            let value = self.parse_duration(input, "wait")?;
+            let value = self.parse_duration(input, keyword.span, "wait")?;
             if self.first_time("wait", keyword.span) {
                 self.wait = value;
             }
@@ -123,14 +123,14 @@ impl Args {
             }
         } else if lookahead.peek(kw::backend) {
             let keyword: kw::backend = input.parse()?;
-            input.parse::<Token![=]>()?;
+            equals(input, keyword.span, "backend", r#"backend = &self.store"#)?;
             let expr: Expr = input.parse()?;
             if self.first_time("backend", keyword.span) {
                 self.backend = Some(expr);
             }
         } else if lookahead.peek(Token![crate]) {
             let keyword: Token![crate] = input.parse()?;
-            input.parse::<Token![=]>()?;
+            equals(input, keyword.span, "crate", r#"crate = "idempotency""#)?;
             let literal: LitStr = input.parse()?;
             match literal.parse::<Path>() {
                 Ok(path) => {
@@ -161,9 +161,10 @@ impl Args {
     fn parse_duration(
         &mut self,
         input: ParseStream,
+        at: Span,
         option: &str,
     ) -> syn::Result<Option<DurationArg>> {
-        input.parse::<Token![=]>()?;
+        equals(input, at, option, &format!("{option} = \"30s\""))?;
         let literal = match input.parse::<Expr>()? {
             Expr::Lit(ExprLit {
                 lit: Lit::Str(literal),
@@ -246,6 +247,21 @@ impl Args {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The `=` after an option that takes a value; without one, the error names
+/// the option and shows its form, at the option, rather than syn's bare
+/// "expected `=`".
+fn equals(input: ParseStream, at: Span, option: &str, example: &str) -> syn::Result<()> {
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        Ok(())
+    } else {
+        Err(syn::Error::new(
+            at,
+            format!("`{option}` takes a value: `{example}`"),
+        ))
     }
 }
 

@@ -46,6 +46,13 @@ pub(crate) fn check<'a>(
         }
     };
 
+    if let Some(borrowed) = return_type.and_then(borrowed_output) {
+        errors.push(syn::Error::new_spanned(
+            borrowed,
+            "`#[idempotent]` stores the result and replays it to retries, so the `Ok` type must own its data: a borrowed one cannot be deserialized from the store; return an owned type (`String` for `&str`, `Vec<T>` for `&[T]`)",
+        ));
+    }
+
     let mut arguments = Vec::new();
     let mut types = Vec::new();
     let mut mut_refs = Vec::new();
@@ -209,4 +216,24 @@ pub(crate) fn mentions(tokens: TokenStream, word: &str) -> bool {
         TokenTree::Group(group) => mentions(group.stream(), word),
         _ => false,
     })
+}
+
+/// The `T` of a written-out `Result<T, E>` when it is a reference: serde's
+/// answer for it ("`Deserialize` is not general enough") does not say what
+/// to change. A type alias hides it, and then serde's answer stands.
+fn borrowed_output(return_type: &Type) -> Option<&Type> {
+    let Type::Path(path) = return_type else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return None;
+    };
+    match arguments.args.first()? {
+        syn::GenericArgument::Type(ok @ Type::Reference(_)) => Some(ok),
+        _ => None,
+    }
 }
