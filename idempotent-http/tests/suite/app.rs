@@ -110,6 +110,7 @@ impl TestServer {
             .route("/events", post(events))
             .route("/download/{mode}/{bytes}", post(download))
             .route("/slow-body", post(slow_body))
+            .route("/failing-body", post(failing_body))
             .layer(configure(layer))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -279,6 +280,41 @@ async fn slow_body(State(shared): State<Arc<Shared>>) -> Response {
         pause: Box::pin(tokio::time::sleep(SLOW_BODY_PAUSE)),
     };
     (StatusCode::CREATED, axum::body::Body::new(body)).into_response()
+}
+
+/// A handler that charged, answered 201, and whose body then fails midway
+/// (a cursor that broke).
+async fn failing_body(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("failing-body");
+    let (sender, body) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let _ = sender
+            .send(Ok(Bytes::from(format!("receipt {run}, "))))
+            .await;
+        let broken = std::io::Error::other("the cursor broke");
+        let _ = sender.send(Err(broken)).await;
+    });
+    (
+        StatusCode::CREATED,
+        axum::body::Body::new(FailingBody(body)),
+    )
+        .into_response()
+}
+
+struct FailingBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for FailingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
+    }
 }
 
 /// The pause before each of `/slow-body`'s chunks.

@@ -670,3 +670,38 @@ pub async fn a_client_that_gives_up_while_the_handler_runs_frees_the_key(store: 
     assert_eq!(retry.body, r#"{"held":2}"#);
     assert_eq!(server.runs("held"), 2);
 }
+
+/// The client gives up while a response that turns out longer than
+/// `max_response_bytes` is read: the key records that it ran and streamed,
+/// as when its caller stays.
+pub async fn a_client_that_gives_up_before_the_body_passes_the_limit_leaves_it_streamed(
+    store: Store,
+) {
+    // The first chunk fits, the second (after the client gave up) does not.
+    let limit = "chunk 0 of run 1\n".len() + 1;
+    let (server, client) = serve_with(&store, |layer| {
+        layer
+            .max_response_bytes(limit)
+            .wait(Duration::from_secs(10))
+    })
+    .await;
+    let request = post("/slow-body", "{}").key("slow-body-over");
+    client.give_up_after(&request, PATIENCE).await;
+    let retry = client.send(&request).await;
+    let problem = retry.problem(409, "response-streamed");
+    assert!(problem["detail"].as_str().unwrap().contains("status 201"));
+    assert_eq!(server.runs("slow-body"), 1);
+}
+
+/// The handler returned 201 and its body failed midway: the caller gets a
+/// 500, and the key records that the handler ran, so a retry is told so
+/// instead of running it again.
+pub async fn a_body_that_fails_after_the_head_is_not_run_again(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/failing-body", "{}").key("failing-body-1");
+    let first = client.send(&request).await;
+    first.problem(500, "response-unreadable");
+    let retry = client.send(&request).await;
+    retry.problem(500, "response-not-stored");
+    assert_eq!(server.runs("failing-body"), 1);
+}

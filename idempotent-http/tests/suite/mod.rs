@@ -61,6 +61,8 @@ macro_rules! http_suite {
             stream_if_chooses_what_streams,
             a_client_that_gives_up_while_the_body_is_read_gets_a_replay_on_retry,
             a_client_that_gives_up_while_the_handler_runs_frees_the_key,
+            a_client_that_gives_up_before_the_body_passes_the_limit_leaves_it_streamed,
+            a_body_that_fails_after_the_head_is_not_run_again,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
