@@ -141,3 +141,134 @@ impl<F: Future + Send + 'static, T> Drop for Detachable<F, T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    /// A call whose handler returns (or not) on its first poll, then waits
+    /// for `go`; `finished` counts how often it reached its end, `dropped`
+    /// whether it was dropped.
+    struct Probe {
+        handoff: Arc<Handoff<()>>,
+        head: bool,
+        polls: Arc<AtomicUsize>,
+        finished: Arc<AtomicUsize>,
+        dropped: Arc<AtomicBool>,
+        panic: bool,
+    }
+
+    impl Future for Probe {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.head {
+                self.handoff.headed();
+            }
+            if self.panic {
+                panic!("the response body panicked");
+            }
+            if polls == 1 {
+                return Poll::Pending;
+            }
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            Poll::Ready(())
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    struct Seen {
+        polls: Arc<AtomicUsize>,
+        finished: Arc<AtomicUsize>,
+        dropped: Arc<AtomicBool>,
+    }
+
+    fn probe(head: bool, panic: bool) -> (Detachable<Probe, ()>, Seen) {
+        let handoff = Handoff::new();
+        let seen = Seen {
+            polls: Arc::default(),
+            finished: Arc::default(),
+            dropped: Arc::default(),
+        };
+        let call = Probe {
+            handoff: Arc::clone(&handoff),
+            head,
+            polls: Arc::clone(&seen.polls),
+            finished: Arc::clone(&seen.finished),
+            dropped: Arc::clone(&seen.dropped),
+            panic,
+        };
+        (Detachable::new(call, handoff, "scope", "key"), seen)
+    }
+
+    fn poll_once(call: &mut Detachable<Probe, ()>) -> Poll<()> {
+        Pin::new(call).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[tokio::test]
+    async fn dropped_before_the_head_the_call_is_dropped_unfinished() {
+        let (mut call, seen) = probe(false, false);
+        assert!(poll_once(&mut call).is_pending());
+        drop(call);
+        assert!(seen.dropped.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(seen.finished.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_after_the_head_the_call_finishes_in_a_task() {
+        let (mut call, seen) = probe(true, false);
+        assert!(poll_once(&mut call).is_pending());
+        drop(call);
+        for _ in 0..100 {
+            if seen.finished.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(seen.finished.load(Ordering::SeqCst), 1);
+        assert!(seen.dropped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn finished_in_place_nothing_is_spawned() {
+        let (mut call, seen) = probe(true, false);
+        assert!(poll_once(&mut call).is_pending());
+        assert!(poll_once(&mut call).is_ready());
+        drop(call);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(seen.polls.load(Ordering::SeqCst), 2);
+        assert_eq!(seen.finished.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panicked_after_the_head_is_not_polled_again() {
+        let (mut call, seen) = probe(true, true);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = poll_once(&mut call);
+        }));
+        assert!(unwound.is_err());
+        drop(call);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(seen.polls.load(Ordering::SeqCst), 1);
+        assert!(seen.dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn without_a_runtime_a_call_after_the_head_is_dropped() {
+        let (mut call, seen) = probe(true, false);
+        assert!(poll_once(&mut call).is_pending());
+        drop(call);
+        assert!(seen.dropped.load(Ordering::SeqCst));
+        assert_eq!(seen.finished.load(Ordering::SeqCst), 0);
+    }
+}
