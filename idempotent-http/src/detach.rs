@@ -17,6 +17,7 @@
 //! that returned or one that never will: no interleaving of the two.
 //! Nothing is spawned unless a request is dropped after its head.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,21 +72,27 @@ pub(crate) struct Detachable<F: Future + Send + 'static, T> {
     /// Set while `call` is polled: a drop that finds it set is unwinding
     /// from a panic inside the call, which must not be polled again.
     polling: bool,
-    scope: Arc<str>,
-    key: String,
+    scope: Cow<'static, str>,
+    key: Arc<str>,
 }
 
 impl<F, T> Detachable<F, T>
 where
     F: Future + Send + 'static,
 {
-    pub(crate) fn new(call: F, handoff: Arc<Handoff<T>>, scope: &str, key: &str) -> Self {
+    /// `scope` and `key` name the call in the log when it is detached.
+    pub(crate) fn new(
+        call: F,
+        handoff: Arc<Handoff<T>>,
+        scope: Cow<'static, str>,
+        key: Arc<str>,
+    ) -> Self {
         Self {
             call: Some(Box::pin(call)),
             handoff,
             polling: false,
-            scope: scope.into(),
-            key: key.to_owned(),
+            scope,
+            key,
         }
     }
 }
@@ -118,7 +125,7 @@ impl<F: Future + Send + 'static, T> Drop for Detachable<F, T> {
             // The runtime's own drop: the handler did not return, release.
             return;
         }
-        let (scope, key) = (&*self.scope, &self.key);
+        let (scope, key) = (&*self.scope, &*self.key);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 tracing::debug!(
@@ -207,7 +214,8 @@ mod tests {
             dropped: Arc::clone(&seen.dropped),
             panic,
         };
-        (Detachable::new(call, handoff, "scope", "key"), seen)
+        let detachable = Detachable::new(call, handoff, "scope".into(), "key".into());
+        (detachable, seen)
     }
 
     fn poll_once(call: &mut Detachable<Probe, ()>) -> Poll<()> {

@@ -70,17 +70,26 @@ where
         .prepare(&(client.as_deref(), key.as_str()), &fingerprint);
     let request = Request::from_parts(parts, MaybeBuffered::buffered(body));
     // For the logs after the call, outside the engine's span that names it.
-    let record = call.stored_key().unwrap_or_default().to_owned();
+    let record: Arc<str> = call.stored_key().unwrap_or_default().into();
 
     // The handler's response for this client, when it ran in this call: the
     // full response, not the stored subset, and no replay marker.
     let handoff = Handoff::new();
     let body = {
-        let (config, record, handoff) = (Arc::clone(&config), record.clone(), Arc::clone(&handoff));
+        let (config, record, handoff) = (
+            Arc::clone(&config),
+            Arc::clone(&record),
+            Arc::clone(&handoff),
+        );
         move || run_inner(inner, request, config, record, handoff)
     };
-    let outcome =
-        Detachable::new(call.run(body), Arc::clone(&handoff), &config.scope, &record).await;
+    let outcome = Detachable::new(
+        call.run(body),
+        Arc::clone(&handoff),
+        config.scope.clone(),
+        Arc::clone(&record),
+    )
+    .await;
     match outcome {
         Ok(stored) => match handoff.take() {
             Some(response) => Ok(response),
@@ -88,7 +97,7 @@ where
         },
         Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
-            tracing::debug!(scope = %config.scope, key = record, error = %ErrorChain(&error), "answered without running");
+            tracing::debug!(scope = %config.scope, key = &*record, error = %ErrorChain(&error), "answered without running");
             Ok(problem_response(&config, &problem_for(&error, &config)))
         }
         Err(Unstored::Service(error)) => Err(error),
@@ -111,7 +120,7 @@ async fn run_inner<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<MaybeBuffered<ReqBody>>,
     config: Arc<Config>,
-    record: String,
+    record: Arc<str>,
     handoff: Arc<Handoff<Response<MaybeBuffered<ResBody>>>>,
 ) -> Result<Stored, Unstored<S::Error, ResBody>>
 where
@@ -157,7 +166,7 @@ where
             // records the run instead of being released.
             tracing::warn!(
                 scope = %config.scope,
-                key = record,
+                key = &*record,
                 error = %ErrorChain(&*error),
                 "the response body failed; the key records that the handler ran"
             );
