@@ -270,7 +270,7 @@ async fn download(
 }
 
 /// A payment whose receipt is produced after the charge, lazily, as a
-/// cursor or a template would: 201, then three chunks 100 ms apart, each
+/// cursor or a template would: 201, then three chunks 200 ms apart, each
 /// made only when the body is polled.
 async fn slow_body(State(shared): State<Arc<Shared>>) -> Response {
     let run = shared.run("slow-body");
@@ -318,7 +318,7 @@ impl http_body::Body for FailingBody {
 }
 
 /// The pause before each of `/slow-body`'s chunks.
-pub const SLOW_BODY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+pub const SLOW_BODY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 const SLOW_BODY_CHUNKS: u8 = 3;
 
 struct SlowBody {
