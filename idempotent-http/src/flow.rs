@@ -12,6 +12,7 @@ use idempotent_core::backend::ErrorChain;
 
 use crate::buffer::{declares_more_than, read_limited, read_response, ResponseBody};
 use crate::config::Config;
+use crate::detach::{Detachable, Handoff};
 use crate::fingerprint::RequestFingerprint;
 use crate::key;
 use crate::outcome::{problem_for, Unstored};
@@ -28,10 +29,12 @@ pub(crate) async fn respond<S, ReqBody, ResBody>(
     request: Request<ReqBody>,
 ) -> Answer<ResBody, S::Error>
 where
-    S: Service<Request<MaybeBuffered<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: Body<Data = Bytes>,
+    S: Service<Request<MaybeBuffered<ReqBody>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    ReqBody: Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     if !config.methods.contains(request.method()) {
@@ -67,22 +70,34 @@ where
         .prepare(&(client.as_deref(), key.as_str()), &fingerprint);
     let request = Request::from_parts(parts, MaybeBuffered::buffered(body));
     // For the logs after the call, outside the engine's span that names it.
-    let record = call.stored_key().unwrap_or_default().to_owned();
+    let record: Arc<str> = call.stored_key().unwrap_or_default().into();
 
-    // Set only when the handler ran in this call: this client then gets the
+    // The handler's response for this client, when it ran in this call: the
     // full response, not the stored subset, and no replay marker.
-    let mut fresh = None;
-    let outcome = call
-        .run(|| run_inner(inner, request, &config, &record, &mut fresh))
-        .await;
+    let handoff = Handoff::new();
+    let body = {
+        let (config, record, handoff) = (
+            Arc::clone(&config),
+            Arc::clone(&record),
+            Arc::clone(&handoff),
+        );
+        move || run_inner(inner, request, config, record, handoff)
+    };
+    let outcome = Detachable::new(
+        call.run(body),
+        Arc::clone(&handoff),
+        config.scope.clone(),
+        Arc::clone(&record),
+    )
+    .await;
     match outcome {
-        Ok(stored) => match fresh {
+        Ok(stored) => match handoff.take() {
             Some(response) => Ok(response),
             None => Ok(replay(&config, &record, stored)),
         },
         Err(Unstored::NotStored(response)) => Ok(response),
         Err(Unstored::Idempotency(error)) => {
-            tracing::debug!(scope = %config.scope, key = record, error = %ErrorChain(&error), "answered without running");
+            tracing::debug!(scope = %config.scope, key = &*record, error = %ErrorChain(&error), "answered without running");
             Ok(problem_response(&config, &problem_for(&error, &config)))
         }
         Err(Unstored::Service(error)) => Err(error),
@@ -91,8 +106,11 @@ where
 
 /// The runtime body: runs the inner service and decides whether its
 /// response is stored (`Ok(Response)`), streamed with the key recording the
-/// run (`Ok(Streamed)`), or released (`Err`). The response for this caller
-/// goes to `fresh`.
+/// run (`Ok(Streamed)`), recorded as run without a response (`Ok(Failed)`),
+/// or released (`Err`). The response for this caller goes to `handoff`.
+///
+/// From the moment the handler returned, the call outlives its request (see
+/// [`crate::detach`]), so what follows settles the key even if nobody waits.
 ///
 /// A streamed response is settled when its head is ready, not when its body
 /// ends: the engine then stores the mark and stops renewing the claim, and
@@ -101,9 +119,9 @@ where
 async fn run_inner<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<MaybeBuffered<ReqBody>>,
-    config: &Config,
-    record: &str,
-    fresh: &mut Option<Response<MaybeBuffered<ResBody>>>,
+    config: Arc<Config>,
+    record: Arc<str>,
+    handoff: Arc<Handoff<Response<MaybeBuffered<ResBody>>>>,
 ) -> Result<Stored, Unstored<S::Error, ResBody>>
 where
     S: Service<Request<MaybeBuffered<ReqBody>>, Response = Response<ResBody>>,
@@ -111,6 +129,7 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let response = inner.call(request).await.map_err(Unstored::Service)?;
+    handoff.headed();
     let (parts, body) = response.into_parts();
     let status = parts.status;
     if !(config.store_if)(status) {
@@ -121,7 +140,7 @@ where
     let limit = config.max_response_bytes;
     if (config.stream_if)(&parts) || declares_more_than(&parts.headers, limit) {
         tracing::debug!(%status, "streaming the response unstored; the key records the run");
-        *fresh = Some(Response::from_parts(parts, MaybeBuffered::streaming(body)));
+        handoff.give(Response::from_parts(parts, MaybeBuffered::streaming(body)));
         return Ok(Stored::Streamed {
             status: status.as_u16(),
         });
@@ -129,12 +148,12 @@ where
     match read_response(body, limit).await {
         ResponseBody::Whole(body) => {
             let stored = StoredResponse::capture(&parts, &body, &config.stored_headers);
-            *fresh = Some(Response::from_parts(parts, MaybeBuffered::buffered(body)));
+            handoff.give(Response::from_parts(parts, MaybeBuffered::buffered(body)));
             Ok(Stored::Response(stored))
         }
         ResponseBody::Longer(read, rest) => {
             tracing::debug!(%status, limit, "response over the limit; streaming it unstored");
-            *fresh = Some(Response::from_parts(
+            handoff.give(Response::from_parts(
                 parts,
                 MaybeBuffered::resumed(read, rest),
             ));
@@ -143,14 +162,18 @@ where
             })
         }
         ResponseBody::Failed(error) => {
+            // The handler ran: a retry must not run it again, so the key
+            // records the run instead of being released.
             tracing::warn!(
                 scope = %config.scope,
-                key = record,
+                key = &*record,
                 error = %ErrorChain(&*error),
-                "the response body failed; releasing the key"
+                "the response body failed; the key records that the handler ran"
             );
-            let problem = problem_response(config, &Problem::ResponseUnreadable);
-            Err(Unstored::NotStored(problem))
+            handoff.give(problem_response(&config, &Problem::ResponseUnreadable));
+            Ok(Stored::Failed {
+                status: status.as_u16(),
+            })
         }
     }
 }
@@ -179,6 +202,16 @@ fn replay<B>(config: &Config, record: &str, stored: Stored) -> Response<MaybeBuf
                 "response was streamed; nothing to replay"
             );
             return problem_response(config, &Problem::ResponseStreamed { header, status });
+        }
+        Stored::Failed { status } => {
+            let header = config.header_title.clone();
+            tracing::debug!(
+                scope,
+                key = record,
+                status,
+                "response body failed when it ran; nothing to replay"
+            );
+            return problem_response(config, &Problem::ResponseNotStored { header });
         }
     };
     match stored.replay() {

@@ -42,8 +42,11 @@ use crate::IdempotencyService;
 /// `about:blank` or under [`problem_type_base`](Self::problem_type_base).
 /// Each request runs through the `idempotent_core` runtime, so its
 /// guarantees hold here too: the claim is renewed while the handler runs,
-/// released if the request is cancelled or the handler panics, and fenced
-/// if a stalled holder lost its lease.
+/// released if the request is cancelled or the handler panics before the
+/// handler returned its response head, and fenced if a stalled holder lost
+/// its lease. A request dropped after the head (a client timeout while the
+/// response body is read to be stored) never frees its key: the layer
+/// finishes reading and storing it in a task of its own.
 ///
 /// The key space is a choice the layer makes you write down: call
 /// [`client_id`](Self::client_id) so keys are per client, or

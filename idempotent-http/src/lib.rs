@@ -5,6 +5,7 @@
 mod body;
 mod buffer;
 mod config;
+mod detach;
 mod fingerprint;
 mod flow;
 mod key;

@@ -15,8 +15,8 @@ pub(crate) enum Unstored<E, B> {
     /// not be read: 409, 422, 503, 500.
     Idempotency(Error),
     /// The handler answered with a status the store policy does not keep
-    /// (5xx by default), or its body failed: the key is released so a retry
-    /// runs again, and this response goes to this client only.
+    /// (5xx by default): the key is released so a retry runs again, and
+    /// this response goes to this client only.
     NotStored(Response<MaybeBuffered<B>>),
     /// The inner service failed with its own error instead of a response.
     Service(E),

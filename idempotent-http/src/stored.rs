@@ -22,11 +22,15 @@ pub(crate) enum Stored {
     /// The response was streamed to its caller without being stored (an
     /// event stream, or longer than the layer keeps): a retry is told so.
     Streamed { status: u16 },
+    /// The handler answered with `status`, but its response body failed
+    /// while it was read: the handler ran, and nothing can be replayed.
+    Failed { status: u16 },
 }
 
 /// A streamed response's mark is stored as `{"streamed":{"status":200}}`,
-/// which a build that predates it fails to decode (a 500, never an empty
-/// replay) rather than misreads; a response is stored as it always was.
+/// a failed one's as `{"failed":{"status":200}}`, which a build that
+/// predates them fails to decode (a 500, never an empty replay or a second
+/// run) rather than misreads; a response is stored as it always was.
 #[derive(Serialize, Deserialize)]
 struct StreamedRepr {
     status: u16,
@@ -40,6 +44,7 @@ struct StoredRepr {
     headers: Option<Vec<(String, Octets)>>,
     body: Option<Octets>,
     streamed: Option<StreamedRepr>,
+    failed: Option<StreamedRepr>,
 }
 
 impl Serialize for Stored {
@@ -48,10 +53,18 @@ impl Serialize for Stored {
         struct Streamed<'a> {
             streamed: &'a StreamedRepr,
         }
+        #[derive(Serialize)]
+        struct Failed<'a> {
+            failed: &'a StreamedRepr,
+        }
         match self {
             Self::Response(response) => response.serialize(serializer),
             Self::Streamed { status } => Streamed {
                 streamed: &StreamedRepr { status: *status },
+            }
+            .serialize(serializer),
+            Self::Failed { status } => Failed {
+                failed: &StreamedRepr { status: *status },
             }
             .serialize(serializer),
         }
@@ -64,6 +77,9 @@ impl<'de> Deserialize<'de> for Stored {
         let repr = StoredRepr::deserialize(deserializer)?;
         if let Some(StreamedRepr { status }) = repr.streamed {
             return Ok(Self::Streamed { status });
+        }
+        if let Some(StreamedRepr { status }) = repr.failed {
+            return Ok(Self::Failed { status });
         }
         match (repr.status, repr.headers, repr.body) {
             (Some(status), Some(headers), Some(body)) => Ok(Self::Response(StoredResponse {
@@ -222,6 +238,12 @@ mod tests {
         // What a build without the mark reads it as: not a response.
         assert!(serde_json::from_str::<StoredResponse>(&json).is_err());
         assert!(serde_json::from_str::<Stored>(r#"{"status":200}"#).is_err());
+
+        let failed = Stored::Failed { status: 201 };
+        let json = serde_json::to_string(&failed).unwrap();
+        assert_eq!(json, r#"{"failed":{"status":201}}"#);
+        assert_eq!(serde_json::from_str::<Stored>(&json).unwrap(), failed);
+        assert!(serde_json::from_str::<StoredResponse>(&json).is_err());
     }
 
     #[test]

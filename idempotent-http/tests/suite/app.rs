@@ -2,6 +2,7 @@
 //! handlers that count how often they really ran, behind the layer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -108,6 +109,8 @@ impl TestServer {
             .route("/partial", post(partial))
             .route("/events", post(events))
             .route("/download/{mode}/{bytes}", post(download))
+            .route("/slow-body", post(slow_body))
+            .route("/failing-body", post(failing_body))
             .layer(configure(layer))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -264,6 +267,84 @@ async fn download(
         }
     });
     (headers, axum::body::Body::new(body)).into_response()
+}
+
+/// A payment whose receipt is produced after the charge, lazily, as a
+/// cursor or a template would: 201, then three chunks 200 ms apart, each
+/// made only when the body is polled.
+async fn slow_body(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("slow-body");
+    let body = SlowBody {
+        run,
+        sent: 0,
+        pause: Box::pin(tokio::time::sleep(SLOW_BODY_PAUSE)),
+    };
+    (StatusCode::CREATED, axum::body::Body::new(body)).into_response()
+}
+
+/// A handler that charged, answered 201, and whose body then fails midway
+/// (a cursor that broke).
+async fn failing_body(State(shared): State<Arc<Shared>>) -> Response {
+    let run = shared.run("failing-body");
+    let (sender, body) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let _ = sender
+            .send(Ok(Bytes::from(format!("receipt {run}, "))))
+            .await;
+        let broken = std::io::Error::other("the cursor broke");
+        let _ = sender.send(Err(broken)).await;
+    });
+    (
+        StatusCode::CREATED,
+        axum::body::Body::new(FailingBody(body)),
+    )
+        .into_response()
+}
+
+struct FailingBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for FailingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
+    }
+}
+
+/// The pause before each of `/slow-body`'s chunks.
+pub const SLOW_BODY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+const SLOW_BODY_CHUNKS: u8 = 3;
+
+struct SlowBody {
+    run: usize,
+    sent: u8,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for SlowBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.sent == SLOW_BODY_CHUNKS {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.pause.as_mut().poll(cx));
+        let next = tokio::time::Instant::now() + SLOW_BODY_PAUSE;
+        self.pause.as_mut().reset(next);
+        let chunk = format!("chunk {} of run {}\n", self.sent, self.run);
+        self.sent += 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(chunk)))))
+    }
 }
 
 /// The byte at `index` of every download, so a reordered or truncated body

@@ -619,3 +619,92 @@ pub async fn stream_if_chooses_what_streams(store: Store) {
     assert_eq!(server.runs("payments"), 1);
     assert_eq!(server.runs("flaky"), 2);
 }
+
+/// How long the impatient clients below wait: after `/slow-body`'s head and
+/// first chunk, before its second (the user's trial waited 150 ms for
+/// chunks 100 ms apart; both doubled, so a slow claim on a loaded machine
+/// still has the handler return before the client gives up); while `/held`
+/// is still held.
+const PATIENCE: Duration = Duration::from_millis(300);
+
+/// The handler returned (its response head exists) and the layer is reading
+/// its lazily produced body to store it when the client gives up: the
+/// handler's effect happened, so the key is not released. The reading and
+/// storing go on without the caller, and the retry replays the response.
+pub async fn a_client_that_gives_up_while_the_body_is_read_gets_a_replay_on_retry(store: Store) {
+    let (server, client) = serve_with(&store, |layer| layer.wait(Duration::from_secs(10))).await;
+    let request = post("/slow-body", "{}").key("slow-body-1");
+    client.give_up_after(&request, PATIENCE).await;
+    assert_eq!(server.runs("slow-body"), 1);
+
+    // Waits for the stored response if the first request is still storing it.
+    let retry = client.send(&request).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(retry.replayed(), "the handler ran once: {retry:?}");
+    assert_eq!(
+        retry.body,
+        "chunk 0 of run 1\nchunk 1 of run 1\nchunk 2 of run 1\n"
+    );
+    assert_eq!(server.runs("slow-body"), 1);
+}
+
+/// The client gives up while the handler still runs (no response head yet):
+/// the key is released, so the retry runs the handler.
+pub async fn a_client_that_gives_up_while_the_handler_runs_frees_the_key(store: Store) {
+    let (server, client) = serve_with(&store, |layer| layer.wait(Duration::from_secs(10))).await;
+    let request = post("/held", "{}").key("held-gave-up");
+    let impatient = tokio::spawn({
+        let (client, request) = (client.clone(), request.clone());
+        async move { client.give_up_after(&request, PATIENCE).await }
+    });
+    server.gate().entered().await;
+    impatient.await.unwrap();
+
+    let retry = tokio::spawn({
+        let (client, request) = (client.clone(), request.clone());
+        async move { client.send(&request).await }
+    });
+    // The retry's own run; the first one was dropped with its request.
+    server.gate().entered().await;
+    server.gate().release();
+    let retry = retry.await.unwrap();
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(!retry.replayed(), "{retry:?}");
+    assert_eq!(retry.body, r#"{"held":2}"#);
+    assert_eq!(server.runs("held"), 2);
+}
+
+/// The client gives up while a response that turns out longer than
+/// `max_response_bytes` is read: the key records that it ran and streamed,
+/// as when its caller stays.
+pub async fn a_client_that_gives_up_before_the_body_passes_the_limit_leaves_it_streamed(
+    store: Store,
+) {
+    // The first chunk fits, the second (after the client gave up) does not.
+    let limit = "chunk 0 of run 1\n".len() + 1;
+    let (server, client) = serve_with(&store, |layer| {
+        layer
+            .max_response_bytes(limit)
+            .wait(Duration::from_secs(10))
+    })
+    .await;
+    let request = post("/slow-body", "{}").key("slow-body-over");
+    client.give_up_after(&request, PATIENCE).await;
+    let retry = client.send(&request).await;
+    let problem = retry.problem(409, "response-streamed");
+    assert!(problem["detail"].as_str().unwrap().contains("status 201"));
+    assert_eq!(server.runs("slow-body"), 1);
+}
+
+/// The handler returned 201 and its body failed midway: the caller gets a
+/// 500, and the key records that the handler ran, so a retry is told so
+/// instead of running it again.
+pub async fn a_body_that_fails_after_the_head_is_not_run_again(store: Store) {
+    let (server, client) = serve(&store).await;
+    let request = post("/failing-body", "{}").key("failing-body-1");
+    let first = client.send(&request).await;
+    first.problem(500, "response-unreadable");
+    let retry = client.send(&request).await;
+    retry.problem(500, "response-not-stored");
+    assert_eq!(server.runs("failing-body"), 1);
+}

@@ -168,6 +168,18 @@ impl Client {
         }
     }
 
+    /// Sends `request` as a client that gives up after `patience`, and
+    /// checks that it did give up: its connection closes before the answer
+    /// is complete.
+    pub async fn give_up_after(&self, request: &Send, patience: Duration) {
+        let sent = self.builder(request).timeout(patience).send();
+        let answer = async { sent.await?.bytes().await };
+        match answer.await {
+            Err(error) if error.is_timeout() => {}
+            other => panic!("expected the client to time out, got {other:?}"),
+        }
+    }
+
     fn builder(&self, request: &Send) -> reqwest::RequestBuilder {
         let mut builder = self
             .http

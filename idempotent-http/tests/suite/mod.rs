@@ -59,6 +59,10 @@ macro_rules! http_suite {
             an_event_stream_reaches_the_wire_before_it_ends,
             a_response_of_exactly_max_response_bytes_is_stored,
             stream_if_chooses_what_streams,
+            a_client_that_gives_up_while_the_body_is_read_gets_a_replay_on_retry,
+            a_client_that_gives_up_while_the_handler_runs_frees_the_key,
+            a_client_that_gives_up_before_the_body_passes_the_limit_leaves_it_streamed,
+            a_body_that_fails_after_the_head_is_not_run_again,
         );
     };
     (@each $store:expr; $($case:ident),* $(,)?) => {$(
