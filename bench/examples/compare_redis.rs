@@ -21,7 +21,7 @@
 //! `target/compare_redis.csv` for `bench/plot_throughput.py`.
 //!
 //! Optional filters, for profiling one scenario:
-//! `-- <part of a scenario name> [<tasks> [current|multi]]`.
+//! `-- <a scenario's name, or part of names> [<tasks> [current|multi]]`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,7 +34,7 @@ use idempotent_bench::{request, ChargeRequest, Receipt};
 use idempotent_core::{idempotent, Error};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
@@ -342,7 +342,12 @@ async fn measure(
 ) -> Vec<(&'static str, usize, Figures)> {
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("url");
-    let connection = ConnectionManager::new(client).await.expect("connect");
+    // A generous response timeout: other work on this shared machine can
+    // stall the server or the client for longer than a production bound.
+    let config = ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    let connection = ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connect");
     let store = Arc::new(RedisBackend::from_connection_manager(connection.clone()));
     let cached = Arc::new(
         RedisBackend::from_connection_manager(connection.clone())
@@ -462,10 +467,10 @@ async fn measure(
         let chosen: Vec<&str> = SCENARIOS
             .into_iter()
             .filter(|name| {
-                filter
-                    .scenario
-                    .as_deref()
-                    .is_none_or(|only| name.contains(only))
+                // A whole name chooses that scenario alone.
+                filter.scenario.as_deref().is_none_or(|only| {
+                    *name == only || (!SCENARIOS.contains(&only) && name.contains(only))
+                })
             })
             .collect();
         let mut rounds: BTreeMap<&str, Vec<Round>> = BTreeMap::new();
