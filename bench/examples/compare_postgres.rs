@@ -15,7 +15,9 @@
 //! For 1, 16 and 64 tasks, each with a pool of as many connections, every
 //! scenario reports ops/s and the WAL it wrote per operation (the
 //! `pg_current_wal_lsn()` difference over its rounds). The scenarios take
-//! turns, `ROUNDS` rounds of `ROUND` each; ops/s is the median round.
+//! turns, `ROUNDS` rounds of `ROUND` each; ops/s is the median round. The
+//! figures are also written as CSV to `target/compare_postgres.csv` for
+//! `bench/plot_postgres.py`.
 //!
 //! Optional filter: `-- <part of a scenario name> [<tasks>]`.
 
@@ -314,4 +316,15 @@ async fn main() {
             at(OURS_FIRST, tasks) / at(SEED_FIRST, tasks),
         );
     }
+
+    let mut csv = String::from("scenario,tasks,ops_per_sec,wal_bytes_per_op\n");
+    for (name, tasks, ops_per_sec, wal_per_op) in &table {
+        csv.push_str(&format!(
+            "\"{name}\",{tasks},{ops_per_sec:.0},{wal_per_op:.1}\n"
+        ));
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare_postgres.csv");
+    std::fs::write(&path, csv).expect("write the CSV");
+    println!("\nCSV: {}", path.display());
 }
