@@ -20,17 +20,36 @@ STYLE = {
     "raw GET": dict(color="#555555", linestyle="--", marker="o"),
     "raw EVALSHA (return 1)": dict(color="#999999", linestyle="--", marker="s"),
     "naive GET+SETEX (miss)": dict(color="#d62728", linestyle=":", marker="v"),
+    "naive GET+JSON (hit)": dict(color="#ff7f0e", linestyle=":", marker="D"),
     "idempotent replay": dict(color="#1f77b4", linestyle="-", marker="o", linewidth=2.5),
     "idempotent first run": dict(color="#2ca02c", linestyle="-", marker="^", linewidth=2.5),
 }
 
 
+TITLES = {
+    "current": "one client thread",
+    "multi": "2 client worker threads",
+}
+
+
 def main(source, target):
-    series = defaultdict(list)
+    # setup -> scenario -> [(tasks, ops/s)]; CSVs without a setup column
+    # (older runs) are one client thread.
+    series = defaultdict(lambda: defaultdict(list))
     with open(source, newline="") as rows:
         for row in csv.DictReader(rows):
-            series[row["scenario"]].append((int(row["tasks"]), float(row["ops_per_sec"])))
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+            setup = row.get("setup", "current")
+            series[setup][row["scenario"]].append((int(row["tasks"]), float(row["ops_per_sec"])))
+    setups = [setup for setup in TITLES if setup in series]
+    figure, panels = plt.subplots(1, len(setups), figsize=(7 * len(setups), 5), dpi=120, squeeze=False)
+    for axes, setup in zip(panels[0], setups):
+        plot(axes, setup, series[setup])
+    figure.suptitle("Redis 7.0, private server, 2-core machine, one shared connection")
+    figure.tight_layout()
+    figure.savefig(target)
+
+
+def plot(axes, setup, series):
     for name, style in STYLE.items():
         points = sorted(series.get(name, []))
         if points:
@@ -40,19 +59,17 @@ def main(source, target):
     axes.set_xticks([1, 4, 16, 64], labels=["1", "4", "16", "64"])
     axes.set_xlabel("concurrent tasks on one shared connection")
     axes.set_ylabel("thousand operations per second")
-    axes.set_title("Redis 7.0, private server, 2-core machine, one client thread")
+    axes.set_title(TITLES[setup])
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper left")
+    axes.legend(loc="upper left", fontsize=8)
     cached = sorted(series.get("idempotent replay, cached", []))
     if cached:
         rates = ", ".join(f"{rate / 1e6:.2f} M" for _, rate in cached)
         axes.text(
             0.99, 0.02,
             f"replay with the local cache (no round trip): {rates} ops/s, off the chart",
-            transform=axes.transAxes, ha="right", fontsize=8, color="#1f77b4",
+            transform=axes.transAxes, ha="right", fontsize=7, color="#1f77b4",
         )
-    figure.tight_layout()
-    figure.savefig(target)
 
 
 if __name__ == "__main__":

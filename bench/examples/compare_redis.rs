@@ -3,12 +3,15 @@
 //!
 //! `cargo run --release -p idempotent-bench --example compare_redis`
 //!
-//! For 1, 4, 16 and 64 tasks sharing one connection, each scenario reports
-//! ops/s, p50 and p99 latency, and CPU time per operation of this process and
-//! of the server:
+//! For two client setups, one after the other on the same server: a
+//! single-threaded tokio runtime, and a multi-threaded one with 2 workers.
+//! In both, all tasks of a scenario share one `ConnectionManager`. For 1, 4,
+//! 16 and 64 tasks, each scenario reports ops/s, p50 and p99 latency, and CPU
+//! time per operation of this process and of the server:
 //! - the ceiling: a raw `GET`, and a raw trivial `EVALSHA` (one round trip);
 //! - the naive pattern written by hand: `GET`, then on a miss `SETEX` of a
-//!   JSON `{status, body}` (two round trips, racy), measured on its miss path;
+//!   JSON `{status, body}` (two round trips, racy), measured on its miss path
+//!   and on its hit path (`GET` and decoding the JSON: what a replay does);
 //! - `#[idempotent]` replay and first run on `RedisBackend`, and replay with
 //!   the local cache of completed records (`with_local_cache`).
 //!
@@ -18,7 +21,7 @@
 //! `target/compare_redis.csv` for `bench/plot_throughput.py`.
 //!
 //! Optional filters, for profiling one scenario:
-//! `-- <part of a scenario name> [<tasks>]`.
+//! `-- <a scenario's name, or part of names> [<tasks> [current|multi]]`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,7 +34,7 @@ use idempotent_bench::{request, ChargeRequest, Receipt};
 use idempotent_core::{idempotent, Error};
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisServer;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
@@ -42,10 +45,61 @@ const REPLAY_KEYS: u64 = 1_000;
 const GET: &str = "raw GET";
 const EVALSHA: &str = "raw EVALSHA (return 1)";
 const NAIVE: &str = "naive GET+SETEX (miss)";
+const NAIVE_HIT: &str = "naive GET+JSON (hit)";
 const REPLAY: &str = "idempotent replay";
 const FIRST_RUN: &str = "idempotent first run";
 const CACHED: &str = "idempotent replay, cached";
-const SCENARIOS: [&str; 6] = [GET, EVALSHA, NAIVE, REPLAY, FIRST_RUN, CACHED];
+const SCENARIOS: [&str; 7] = [GET, EVALSHA, NAIVE, NAIVE_HIT, REPLAY, FIRST_RUN, CACHED];
+
+/// How the client runs its tasks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// One thread: the server gets the other core to itself.
+    CurrentThread,
+    /// Two workers, as an application server would run: they share the two
+    /// cores with the server.
+    MultiThread,
+}
+
+impl Setup {
+    const ALL: [Setup; 2] = [Setup::CurrentThread, Setup::MultiThread];
+
+    fn name(self) -> &'static str {
+        match self {
+            Setup::CurrentThread => "current",
+            Setup::MultiThread => "multi",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Setup::CurrentThread => "single-threaded client runtime",
+            Setup::MultiThread => "multi-threaded client runtime, 2 workers",
+        }
+    }
+
+    fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Setup::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Setup::MultiThread => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(2);
+                builder
+            }
+        }
+        .enable_all()
+        .build()
+        .expect("runtime")
+    }
+}
+
+/// What the naive pattern stores: the response, as JSON.
+#[derive(serde::Deserialize)]
+struct NaiveRecord {
+    #[allow(dead_code)]
+    status: u16,
+    body: Receipt,
+}
 
 #[idempotent(key = req.idempotency_key, skip(store), backend = store, scope = "bench::charge")]
 async fn charge(store: &RedisBackend, req: ChargeRequest) -> Result<Receipt, Error> {
@@ -190,38 +244,124 @@ async fn round(
     }
 }
 
-// One client thread: the server runs on the same 2-core machine and needs a
-// core of its own, so a second client worker would only contend with it.
-// Every scenario runs on the same runtime and the same kind of connection.
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let mut args = std::env::args().skip(1);
     let only_scenario = args.next().filter(|only| !only.is_empty());
     let only_tasks: Option<usize> = args
         .next()
+        .filter(|tasks| !tasks.is_empty())
         .map(|tasks| tasks.parse().expect("tasks: a number"));
+    let only_setup = args.next();
+    let filter = Filter {
+        scenario: only_scenario,
+        tasks: only_tasks,
+    };
 
     let server = RedisServer::start();
+    // One sequence for both setups: first runs and naive misses never meet
+    // a key of the setup before.
+    let sequence = Arc::new(AtomicU64::new(0));
+    let mut table: Vec<(Setup, &str, usize, Figures)> = Vec::new();
+    for setup in Setup::ALL {
+        if only_setup
+            .as_deref()
+            .is_some_and(|only| only != setup.name())
+        {
+            continue;
+        }
+        let figures = setup
+            .runtime()
+            .block_on(measure(setup, &server, &filter, &sequence));
+        table.extend(
+            figures
+                .into_iter()
+                .map(|(name, tasks, figures)| (setup, name, tasks, figures)),
+        );
+    }
+
+    let ops_per_sec = |setup: Setup, name: &str, tasks: usize| {
+        table
+            .iter()
+            .find(|(s, n, t, _)| *s == setup && *n == name && *t == tasks)
+            .map_or(f64::NAN, |(_, _, _, f)| f.ops_per_sec)
+    };
+    for setup in Setup::ALL {
+        println!(
+            "ratios of throughput (ours / reference), {}:",
+            setup.describe()
+        );
+        for tasks in CONCURRENCY {
+            let at = |name| ops_per_sec(setup, name, tasks);
+            let (replay, first) = (at(REPLAY), at(FIRST_RUN));
+            println!(
+                "  c={tasks:<3} replay/naive hit {:.2}  replay/GET {:.2}  replay/EVALSHA {:.2}  first run/naive miss {:.2}  first run/EVALSHA {:.2}  naive hit/GET {:.2}  cached replay/replay {:.1}",
+                replay / at(NAIVE_HIT),
+                replay / at(GET),
+                replay / at(EVALSHA),
+                first / at(NAIVE),
+                first / at(EVALSHA),
+                at(NAIVE_HIT) / at(GET),
+                at(CACHED) / replay,
+            );
+        }
+    }
+
+    let mut csv = String::from(
+        "setup,scenario,tasks,ops_per_sec,p50_us,p99_us,client_cpu_us,server_cpu_us\n",
+    );
+    for (setup, name, tasks, figures) in &table {
+        csv.push_str(&format!(
+            "{},\"{name}\",{tasks},{:.0},{},{},{:.3},{:.3}\n",
+            setup.name(),
+            figures.ops_per_sec,
+            figures.p50.as_micros(),
+            figures.p99.as_micros(),
+            figures.client_cpu.as_secs_f64() * 1e6,
+            figures.server_cpu.as_secs_f64() * 1e6
+        ));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare_redis.csv");
+    std::fs::write(&path, csv).expect("write the CSV");
+    println!("\nCSV: {}", path.display());
+}
+
+/// Which scenarios and concurrencies to run.
+struct Filter {
+    scenario: Option<String>,
+    tasks: Option<usize>,
+}
+
+/// Every chosen scenario at every chosen concurrency, on the current
+/// runtime, with connections of its own (a `ConnectionManager` belongs to
+/// the runtime it was made on).
+async fn measure(
+    setup: Setup,
+    server: &RedisServer,
+    filter: &Filter,
+    sequence: &Arc<AtomicU64>,
+) -> Vec<(&'static str, usize, Figures)> {
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("url");
-    let connection = ConnectionManager::new(client).await.expect("connect");
-    let store = Arc::new(
-        RedisBackend::connect(&url)
-            .await
-            .expect("connect the store"),
-    );
+    // A generous response timeout: other work on this shared machine can
+    // stall the server or the client for longer than a production bound.
+    let config = ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    let connection = ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connect");
+    let store = Arc::new(RedisBackend::from_connection_manager(connection.clone()));
     let cached = Arc::new(
-        RedisBackend::connect(&url)
-            .await
-            .expect("connect the store")
+        RedisBackend::from_connection_manager(connection.clone())
             .with_local_cache(2 * REPLAY_KEYS as usize, Duration::from_secs(60)),
     );
     let trivial = Arc::new(redis::Script::new("return 1"));
 
-    let mut setup = connection.clone();
-    let _: () = setup.set("bench:get", "x".repeat(100)).await.expect("set");
+    let mut setup_connection = connection.clone();
+    let _: () = setup_connection
+        .set("bench:get", "x".repeat(100))
+        .await
+        .expect("set");
     let _: i64 = trivial
-        .invoke_async(&mut setup)
+        .invoke_async(&mut setup_connection)
         .await
         .expect("load the script");
     for n in 0..REPLAY_KEYS {
@@ -231,6 +371,19 @@ async fn main() {
     }
     let requests: Arc<Vec<ChargeRequest>> = Arc::new((0..REPLAY_KEYS).map(request).collect());
     let body = serde_json::json!({"status": 200, "body": {"charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15", "amount": 1999}}).to_string();
+    // The naive pattern's hits: its records, keyed by the request's own key.
+    let hit_keys: Arc<Vec<String>> = Arc::new(
+        requests
+            .iter()
+            .map(|req| format!("naive:hit:{}", req.idempotency_key))
+            .collect(),
+    );
+    for key in hit_keys.iter() {
+        let _: () = setup_connection
+            .set_ex(key, &body, 86_400)
+            .await
+            .expect("store a naive record");
+    }
 
     let ops: BTreeMap<&str, Op> = BTreeMap::from([
         (GET, {
@@ -267,6 +420,19 @@ async fn main() {
                 }
             })
         }),
+        (NAIVE_HIT, {
+            let (connection, hit_keys) = (connection.clone(), Arc::clone(&hit_keys));
+            op(move |n| {
+                let (mut connection, hit_keys) = (connection.clone(), Arc::clone(&hit_keys));
+                async move {
+                    let key = &hit_keys[(n % REPLAY_KEYS) as usize];
+                    let found: Option<Vec<u8>> = connection.get(key).await.expect("get");
+                    let record: NaiveRecord =
+                        serde_json::from_slice(&found.expect("a naive hit")).expect("json");
+                    std::hint::black_box(record.body);
+                }
+            })
+        }),
         (REPLAY, replay(&store, &requests)),
         (FIRST_RUN, {
             let store = Arc::clone(&store);
@@ -284,32 +450,33 @@ async fn main() {
     ]);
 
     println!(
-        "private redis-server {}, {ROUNDS} rounds of {} ms per scenario, one shared connection\n",
+        "private redis-server {}, {}, {ROUNDS} rounds of {} ms per scenario, one shared connection\n",
         server.port(),
+        setup.describe(),
         ROUND.as_millis()
     );
     println!(
         "{:<26} {:>5} {:>11} {:>9} {:>9} {:>12} {:>12}",
         "scenario", "tasks", "ops/s", "p50 µs", "p99 µs", "client µs/op", "server µs/op"
     );
-    let sequence = Arc::new(AtomicU64::new(0));
     let mut table: Vec<(&str, usize, Figures)> = Vec::new();
     for tasks in CONCURRENCY {
-        if only_tasks.is_some_and(|only| only != tasks) {
+        if filter.tasks.is_some_and(|only| only != tasks) {
             continue;
         }
         let chosen: Vec<&str> = SCENARIOS
             .into_iter()
             .filter(|name| {
-                only_scenario
-                    .as_deref()
-                    .is_none_or(|only| name.contains(only))
+                // A whole name chooses that scenario alone.
+                filter.scenario.as_deref().is_none_or(|only| {
+                    *name == only || (!SCENARIOS.contains(&only) && name.contains(only))
+                })
             })
             .collect();
         let mut rounds: BTreeMap<&str, Vec<Round>> = BTreeMap::new();
         for _ in 0..ROUNDS {
             for name in &chosen {
-                let measured = round(&mut connection.clone(), tasks, &ops[name], &sequence).await;
+                let measured = round(&mut connection.clone(), tasks, &ops[name], sequence).await;
                 rounds.entry(name).or_default().push(measured);
             }
         }
@@ -329,42 +496,7 @@ async fn main() {
         }
         println!();
     }
-
-    let ops_per_sec = |name: &str, tasks: usize| {
-        table
-            .iter()
-            .find(|(n, t, _)| *n == name && *t == tasks)
-            .map_or(f64::NAN, |(_, _, f)| f.ops_per_sec)
-    };
-    println!("ratios of throughput (ours / reference):");
-    for tasks in CONCURRENCY {
-        let replay = ops_per_sec(REPLAY, tasks);
-        let first = ops_per_sec(FIRST_RUN, tasks);
-        println!(
-            "  c={tasks:<3} replay/EVALSHA {:.2}  replay/GET {:.2}  first run/naive miss {:.2}  first run/EVALSHA {:.2}  cached replay/replay {:.1}",
-            replay / ops_per_sec(EVALSHA, tasks),
-            replay / ops_per_sec(GET, tasks),
-            first / ops_per_sec(NAIVE, tasks),
-            first / ops_per_sec(EVALSHA, tasks),
-            ops_per_sec(CACHED, tasks) / replay,
-        );
-    }
-
-    let mut csv =
-        String::from("scenario,tasks,ops_per_sec,p50_us,p99_us,client_cpu_us,server_cpu_us\n");
-    for (name, tasks, figures) in &table {
-        csv.push_str(&format!(
-            "\"{name}\",{tasks},{:.0},{},{},{:.3},{:.3}\n",
-            figures.ops_per_sec,
-            figures.p50.as_micros(),
-            figures.p99.as_micros(),
-            figures.client_cpu.as_secs_f64() * 1e6,
-            figures.server_cpu.as_secs_f64() * 1e6
-        ));
-    }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare_redis.csv");
-    std::fs::write(&path, csv).expect("write the CSV");
-    println!("\nCSV: {}", path.display());
+    table
 }
 
 /// Replays of the `REPLAY_KEYS` completed keys, round robin, through `store`.

@@ -92,11 +92,23 @@ const CANONICAL_NAN: u64 = 0x7ff8_0000_0000_0000;
 pub(crate) trait Sink {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
+
+    /// Appends the first `len` bytes of `bytes`: a short run written into a
+    /// fixed-size array, which a sink may copy whole.
+    fn put_prefix<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        self.put(&bytes[..len]);
+    }
 }
 
-impl Sink for sha2::Sha256 {
+impl Sink for crate::hasher::Hasher {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        sha2::Digest::update(self, bytes);
+        crate::hasher::Hasher::put(self, bytes);
+    }
+
+    #[inline]
+    fn put_prefix<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        crate::hasher::Hasher::put_prefix(self, bytes, len);
     }
 }
 
@@ -141,19 +153,20 @@ impl ser::Error for EncodeError {
 }
 
 /// Writes a tag and `value` as LEB128 in one `put` (the hasher's per-call
-/// overhead matters as much as the byte count for small values).
+/// overhead matters as much as the byte count for small values). The bytes
+/// are gathered in a register and stored whole: written one at a time, the
+/// copy into the sink that follows would have to wait for each byte.
 fn put_tagged_u64<S: Sink>(sink: &mut S, tag: u8, mut value: u64) {
-    // A tag plus at most ten 7-bit groups.
-    let mut bytes = [0; 11];
-    bytes[0] = tag;
-    let mut len = 1;
+    // A tag plus at most ten 7-bit groups: 11 of the 16 bytes.
+    let mut bytes = u128::from(tag);
+    let mut shift = 8;
     while value >= 0x80 {
-        bytes[len] = (value as u8) | 0x80;
+        bytes |= u128::from((value as u8) | 0x80) << shift;
         value >>= 7;
-        len += 1;
+        shift += 8;
     }
-    bytes[len] = value as u8;
-    sink.put(&bytes[..=len]);
+    bytes |= u128::from(value) << shift;
+    sink.put_prefix(&bytes.to_le_bytes(), shift / 8 + 1);
 }
 
 /// [`put_tagged_u64`] for values that may not fit 64 bits; the same value
@@ -599,10 +612,10 @@ mod tests {
     }
 
     fn hex<T: Serialize + ?Sized>(value: &T) -> String {
-        let mut hasher = Sha256::new();
+        let mut hasher = crate::hasher::Hasher::new();
         write(value, &mut hasher).expect("test values serialize");
         hasher
-            .finalize()
+            .finish()
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect()

@@ -2,11 +2,10 @@
 
 use std::fmt;
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-
 use crate::canonical;
+use crate::hasher::Hasher;
 use crate::CodecError;
+use serde::Serialize;
 
 /// The SHA-256 digest of a value's canonical serialization.
 ///
@@ -24,7 +23,7 @@ impl Fingerprint {
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
         let mut hasher = new_hasher();
         canonical::write(value, &mut hasher)?;
-        Ok(Self(hasher.finalize().into()))
+        Ok(Self(hasher.finish()))
     }
 
     /// A fingerprint read back from a store.
@@ -39,15 +38,42 @@ impl Fingerprint {
 
     /// Appends the digest as 64 lowercase hex digits.
     pub(crate) fn write_hex(&self, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 64];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 0x0f)];
+        // Word-aligned, so the UTF-8 check below takes its word-at-a-time
+        // path from the first byte.
+        #[repr(align(16))]
+        struct Digits([u8; 64]);
+        let Digits(hex) = &mut Digits([0; 64]);
+        for (digits, bytes) in hex.chunks_exact_mut(16).zip(self.0.chunks_exact(8)) {
+            let mut word = [0; 8];
+            word.copy_from_slice(bytes);
+            digits.copy_from_slice(&hex_digits(u64::from_be_bytes(word)));
         }
         // Every byte is an ASCII hex digit, so the conversion cannot fail.
-        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
     }
+}
+
+/// The 16 lowercase hex digits of `value`, most significant first. Computed
+/// on all nibbles at once rather than by a table lookup per nibble: every
+/// stored key carries a digest in hex, so this runs on every call.
+fn hex_digits(value: u64) -> [u8; 16] {
+    const LOW_NIBBLES: u128 = 0x0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f;
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    // Spread the 16 nibbles over 16 bytes, one nibble in the low half of
+    // each, keeping their order.
+    let mut spread = u128::from(value);
+    spread = (spread & 0xffff_ffff_0000_0000) << 32 | (spread & 0xffff_ffff);
+    spread = (spread & 0x0000_0000_ffff_0000_0000_0000_ffff_0000) << 16
+        | (spread & 0x0000_0000_0000_ffff_0000_0000_0000_ffff);
+    spread = (spread & 0x0000_ff00_0000_ff00_0000_ff00_0000_ff00) << 8
+        | (spread & 0x0000_00ff_0000_00ff_0000_00ff_0000_00ff);
+    spread = (spread & 0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0) << 4
+        | (spread & 0x000f_000f_000f_000f_000f_000f_000f_000f);
+    let nibbles = spread & LOW_NIBBLES;
+    // A byte holding 10..=15 gets bit 4 set by adding 6: those become
+    // letters, `'a' - '0' - 10` = 39 further up.
+    let letters = ((nibbles + 6 * ONES) >> 4) & ONES;
+    (nibbles + u128::from(b'0') * ONES + letters * 39).to_be_bytes()
 }
 
 /// Every digest starts from this domain tag. It names the canonical encoding's
@@ -56,13 +82,12 @@ impl Fingerprint {
 /// 8 bytes so that a key of up to 50 bytes still hashes in one SHA-256 block.
 /// Version 2: a call's fingerprint also covers its scope, so records of
 /// version 1 are left alone (other keys) rather than mismatched.
-const DOMAIN: &[u8] = b"idem/v2\0";
+const DOMAIN: [u8; 8] = *b"idem/v2\0";
 
 /// A SHA-256 hasher primed with the domain tag.
-pub(crate) fn new_hasher() -> Sha256 {
-    let mut hasher = Sha256::new();
-    hasher.update(DOMAIN);
-    hasher
+pub(crate) fn new_hasher() -> Hasher {
+    const PRIMED: Hasher = Hasher::starting_with(DOMAIN);
+    PRIMED
 }
 
 impl fmt::Display for Fingerprint {
@@ -77,5 +102,31 @@ impl fmt::Display for Fingerprint {
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fingerprint({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte_in_order() {
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = (i as u8).wrapping_mul(37) ^ 0xa5;
+        }
+        for digest in [
+            [0u8; 32],
+            [0xff; 32],
+            bytes,
+            std::array::from_fn(|i| i as u8 * 8),
+        ] {
+            let expected: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            assert_eq!(Fingerprint::from_bytes(digest).to_string(), expected);
+        }
+        for value in 0..=255u8 {
+            let expected: String = [value; 32].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(Fingerprint::from_bytes([value; 32]).to_string(), expected);
+        }
     }
 }

@@ -12,6 +12,7 @@ mod engine;
 mod envelope;
 mod error;
 mod fingerprint;
+mod hasher;
 mod lease;
 pub mod limits;
 mod memory;

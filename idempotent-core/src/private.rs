@@ -4,21 +4,21 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use sha2::Sha256;
 
 pub use core::time::Duration;
 
+pub use crate::hasher::Hasher;
 use crate::{canonical, CodecError};
 
 /// A value that can be hashed canonically, behind a trait object so that the
 /// macro can pass arguments of any type through one slice.
 pub trait HashInto {
     /// Feeds the value's canonical encoding into `hasher`.
-    fn hash_into(&self, hasher: &mut Sha256) -> Result<(), CodecError>;
+    fn hash_into(&self, hasher: &mut Hasher) -> Result<(), CodecError>;
 }
 
 impl<T: Serialize + ?Sized> HashInto for T {
-    fn hash_into(&self, hasher: &mut Sha256) -> Result<(), CodecError> {
+    fn hash_into(&self, hasher: &mut Hasher) -> Result<(), CodecError> {
         canonical::write(self, hasher)
     }
 }

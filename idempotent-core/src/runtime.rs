@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::Digest;
 
 use crate::bounds::{IdempotentResult, StorableError};
 use crate::engine::{self, CacheErrors, Options, ReleaseErrors};
@@ -172,7 +171,7 @@ impl<B: Backend> Idempotency<B> {
     #[doc(hidden)]
     pub fn __prepare_args(self, key: Option<&dyn HashInto>, args: &[&dyn HashInto]) -> Call<B> {
         let target = Target::new(&self.options.scope, key, |hasher| {
-            hasher.update((args.len() as u64).to_le_bytes());
+            hasher.put(&(args.len() as u64).to_le_bytes());
             args.iter().try_for_each(|arg| arg.hash_into(hasher))
         });
         Call {

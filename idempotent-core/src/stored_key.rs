@@ -3,9 +3,8 @@
 
 use std::sync::LazyLock;
 
-use sha2::{Digest, Sha256};
-
 use crate::fingerprint::new_hasher;
+use crate::hasher::Hasher;
 use crate::private::HashInto;
 use crate::{CodecError, Fingerprint};
 
@@ -28,7 +27,7 @@ impl Target {
     pub(crate) fn new(
         scope: &str,
         key: Option<&dyn HashInto>,
-        arguments: impl FnOnce(&mut Sha256) -> Result<(), CodecError>,
+        arguments: impl FnOnce(&mut Hasher) -> Result<(), CodecError>,
     ) -> Result<Self, CodecError> {
         // The scope is part of what a record is checked against, so a record
         // found under this key but written for another scope (a store that
@@ -65,11 +64,11 @@ fn is_absent(key_digest: &Fingerprint) -> bool {
 }
 
 fn digest(
-    feed: impl FnOnce(&mut Sha256) -> Result<(), CodecError>,
+    feed: impl FnOnce(&mut Hasher) -> Result<(), CodecError>,
 ) -> Result<Fingerprint, CodecError> {
     let mut hasher = new_hasher();
     feed(&mut hasher)?;
-    Ok(Fingerprint::from_bytes(hasher.finalize().into()))
+    Ok(Fingerprint::from_bytes(hasher.finish()))
 }
 
 fn record_key(scope: &str, digest: &Fingerprint) -> String {

@@ -75,8 +75,12 @@ impl RedisBackend {
             prefix: &self.key_prefix,
             key,
         };
-        let mut command = redis::cmd("SET");
+        // Sized for the whole command up front: grown argument by argument,
+        // its buffers were reallocated several times per claim.
+        let data_len = 3 + self.key_prefix.len() + key.len() + claim.len() + 2 + 3 + 2 + 20;
+        let mut command = redis::Cmd::with_capacity(7, data_len);
         command
+            .arg("SET")
             .arg(record_key)
             .arg(claim)
             .arg("NX")
@@ -212,7 +216,8 @@ impl Backend for RedisBackend {
             }
         }
         let claim = record::claim(fingerprint, token, lease_ms);
-        let sent_at = Instant::now();
+        // Only a cached result needs to know when it was read.
+        let sent_at = cached_as.as_ref().map(|_| Instant::now());
         let (reply, expires_in_ms) = match self.send_claim(key, &claim, lease_ms).await {
             Ok(sent) => sent,
             // A full server refuses the claim's `SET` even when it would only
@@ -231,8 +236,8 @@ impl Backend for RedisBackend {
             }),
             Value::BulkString(found) => match record::read(found, fingerprint, token) {
                 Ok(Found::Completed(output)) => {
-                    if let (Some((cache, record_key)), Some(Ok(expires_in_ms))) =
-                        (&cached_as, expires_in_ms.map(u64::try_from))
+                    if let (Some((cache, record_key)), Some(sent_at), Some(Ok(expires_in_ms))) =
+                        (&cached_as, sent_at, expires_in_ms.map(u64::try_from))
                     {
                         let expires_in = Duration::from_millis(expires_in_ms);
                         cache.insert(record_key, fingerprint, &output, sent_at, expires_in);

@@ -2,13 +2,14 @@
 //! how the store finds expired records and eviction candidates without
 //! scanning, and knows its size in O(1).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::{Add, Sub};
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::record::{forget_at, Record, State};
+use super::store::Records;
 
 /// Every record is in exactly one class after [`Indices::lapse`] at `now`:
 /// claims with `lease_until > now` in `live`, other claims in `stale`, and
@@ -108,7 +109,7 @@ impl Indices {
     /// Moves claims whose lease ended by `now` from `live` to `stale`. Each
     /// record passes through here at most once per lease, so the cost is
     /// amortised O(log n) per operation.
-    pub(super) fn lapse(&mut self, now: Instant, records: &HashMap<Arc<str>, Record>) {
+    pub(super) fn lapse(&mut self, now: Instant, records: &Records) {
         while let Some(((_, key), charge)) = self.live.pop_due(now) {
             if let Some(State::Claimed {
                 lease_until, lease, ..
@@ -219,7 +220,7 @@ mod tests {
         )
     }
 
-    fn records(list: Vec<Record>) -> HashMap<Arc<str>, Record> {
+    fn records(list: Vec<Record>) -> Records {
         list.into_iter()
             .map(|record| (Arc::clone(&record.key), record))
             .collect()

@@ -15,6 +15,12 @@ use super::index::{Indices, Tallies};
 use super::record::{charge, deadline, Record, State, CLAIM_RESERVE};
 use crate::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 
+/// The records by key. Looked up on every call, so hashed with foldhash: a
+/// key is some 80 bytes, where SipHash costs more than the rest of the
+/// lookup; its per-map random seed keeps keys a caller chose (the store is
+/// public) from being made to collide.
+pub(super) type Records = HashMap<Arc<str>, Record, foldhash::fast::RandomState>;
+
 /// The records and their index, which must agree: every record is indexed
 /// exactly once and charged as it is. The index is what bounds the memory, so
 /// records change only through [`Store::insert`], [`Store::remove`] and
@@ -22,7 +28,7 @@ use crate::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 /// the index and then forgets their records.
 #[derive(Default)]
 pub(super) struct Store {
-    pub(super) records: HashMap<Arc<str>, Record>,
+    pub(super) records: Records,
     pub(super) index: Indices,
 }
 
