@@ -248,14 +248,14 @@ mod tests {
         static SECOND: ScopeSite = ScopeSite::new(Some("twins"), false);
         let name = "twins::main::refund::{{closure}}::{{closure}}";
         assert_eq!(FIRST.resolve(name), Ok("twins/twins::main::refund"));
-        let conflict = Err(ScopeConflict {
+        let conflict = ScopeConflict {
             scope: "twins/twins::main::refund",
-        });
+        };
         for _ in 0..2 {
-            assert_eq!(SECOND.resolve(name), conflict);
+            assert_eq!(SECOND.resolve(name), Err(conflict));
             assert_eq!(FIRST.resolve(name), Ok("twins/twins::main::refund"));
         }
-        let error = conflict.unwrap_err().to_error().to_string();
+        let error = conflict.to_error().to_string();
         assert!(error.contains("`twins/twins::main::refund`"), "{error}");
         assert!(error.contains("scope = \"...\""), "{error}");
     }
