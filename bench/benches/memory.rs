@@ -162,5 +162,39 @@ async fn replay(store: &MemoryBackend, key: &str) -> Result<u64, Error> {
         .await
 }
 
-criterion_group!(benches, call_200_bytes, hashing_by_size, contention);
+/// The same function without `scope = "..."`: its scope is resolved by the
+/// definition's `static` on every call, so this is `replay` plus that cost.
+#[idempotent(key = req.idempotency_key, skip(store), backend = store)]
+async fn charge_default_scope(store: &MemoryBackend, req: ChargeRequest) -> Result<Receipt, Error> {
+    plain(req).await
+}
+
+fn default_scope(c: &mut Criterion) {
+    let runtime = current_thread();
+    let store = MemoryBackend::new();
+    let req = request(1);
+    runtime
+        .block_on(charge_default_scope(&store, req.clone()))
+        .expect("first run");
+    c.bench_function("call_200B/replay_default_scope", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let receipt = charge_default_scope(&store, black_box(req.clone())).await;
+                    black_box(receipt.expect("ok"));
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    call_200_bytes,
+    hashing_by_size,
+    contention,
+    default_scope
+);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::bounds::{FromIdempotencyError, IdempotentResult, StorableError, StorableOutput};
 use crate::commit::{Commit, Settled};
+use crate::default_scope::ScopeConflict;
 use crate::envelope::{self, Decoded};
 use crate::error::ErrorChain;
 use crate::lease::{run_renewing, run_renewing_or_stop, Holder};
@@ -40,10 +41,15 @@ pub(crate) struct Options {
     pub(crate) lease: Duration,
     pub(crate) wait: Option<Duration>,
     pub(crate) require_key: bool,
+    /// The default scope another function owns: every call is refused.
+    pub(crate) scope_conflict: Option<ScopeConflict>,
 }
 
 impl Options {
     fn check(&self) -> Result<(), Error> {
+        if let Some(conflict) = self.scope_conflict {
+            return Err(conflict.to_error());
+        }
         limits::check_ttl(self.ttl)?;
         limits::check_lease(self.lease)?;
         if let Some(wait) = self.wait {

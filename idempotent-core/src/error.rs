@@ -51,8 +51,10 @@ pub enum Error {
     },
 
     /// The call's options are invalid: a ttl, lease or wait of zero or beyond
-    /// its maximum (see [`limits`](crate::limits)). Checked before anything
-    /// is claimed: the body did not run.
+    /// its maximum (see [`limits`](crate::limits)), or an `#[idempotent]`
+    /// function whose default scope another function in the process already
+    /// has (their paths print the same; one of them needs `scope = "..."`).
+    /// Checked before anything is claimed: the body did not run.
     #[error("invalid idempotency options: {reason}; the body did not run")]
     InvalidConfig {
         /// What is wrong, naming the option.

@@ -8,6 +8,7 @@ mod canonical;
 mod commit;
 mod completion;
 mod default_backend;
+mod default_scope;
 mod engine;
 mod envelope;
 mod error;

@@ -1,13 +1,13 @@
 //! Support for the code `#[idempotent]` expands into. Not public API: names
 //! here may change in any release.
 
-use std::borrow::Cow;
-
 use serde::Serialize;
 
 pub use core::time::Duration;
 
+pub use crate::default_scope::{ScopeConflict, ScopeSite};
 pub use crate::hasher::Hasher;
+
 use crate::{canonical, CodecError};
 
 /// A value that can be hashed canonically, behind a trait object so that the
@@ -93,101 +93,4 @@ pub fn wrapped_arg<Inner: ?Sized, T: HashedWrapper<Inner>>(value: &T) -> &dyn Ha
 /// Checks and erases the key expression's value.
 pub fn key<T: IdempotencyKey>(value: &T) -> &dyn HashInto {
     value
-}
-
-/// The default scope of an `#[idempotent]` function, from the type name of a
-/// closure written in its body (`type_name_of_val(&|| ())`).
-///
-/// That name is the function's full path as the compiler sees it, followed
-/// by `::{{closure}}` for the async body and for the closure itself:
-///
-/// | function | scope |
-/// | --- | --- |
-/// | `fn cancel` in `shop` | `app::shop::cancel` |
-/// | a method or associated fn of `Orders` | `app::shop::Orders::cancel` |
-/// | a method of `impl<C> Subs<C>` | `app::shop::Subs<app::shop::Usd>::cancel` |
-/// | `fn price<C>` called as `price::<Usd>` | `app::shop::price<app::shop::Usd>` |
-/// | `impl Cancel for Usd` | `<app::shop::Usd as app::shop::Cancel>::cancel` |
-///
-/// Lifetimes are erased, so they never split a function's records. The
-/// scope changes when the crate, a module, the `Self` type or the function is
-/// renamed or moved, and when a type argument changes (an `impl Trait`
-/// argument is a type argument too); `scope = "..."` pins it instead.
-///
-/// Stripping the trailing closures borrows the static name, so the common
-/// case allocates nothing. A brace that remains (a function declared inside
-/// another function's body has `{{closure}}` in the middle of its path) is
-/// replaced by a parenthesis: in a stored key, `{...}` would be a Redis
-/// Cluster hash tag and send every such function's records to one slot.
-pub fn function_scope(type_name: &'static str) -> Cow<'static, str> {
-    let mut path = type_name;
-    while let Some(outer) = path.strip_suffix("::{{closure}}") {
-        path = outer;
-    }
-    if path.contains(['{', '}']) {
-        let unbraced = path
-            .chars()
-            .map(|c| match c {
-                '{' => '(',
-                '}' => ')',
-                c => c,
-            })
-            .collect();
-        Cow::Owned(unbraced)
-    } else {
-        Cow::Borrowed(path)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::borrow::Cow;
-
-    use super::function_scope;
-
-    #[test]
-    fn trailing_closures_are_stripped_without_allocating() {
-        let scope = function_scope("app::shop::Orders::cancel::{{closure}}::{{closure}}");
-        assert!(matches!(scope, Cow::Borrowed("app::shop::Orders::cancel")));
-        assert!(matches!(
-            function_scope("<app::Usd as app::Cancel>::cancel::{{closure}}"),
-            Cow::Borrowed("<app::Usd as app::Cancel>::cancel")
-        ));
-        assert!(matches!(
-            function_scope("app::cancel"),
-            Cow::Borrowed("app::cancel")
-        ));
-    }
-
-    #[test]
-    fn inner_braces_never_form_a_hash_tag() {
-        let scope = function_scope("app::outer::{{closure}}::inner::{{closure}}::{{closure}}");
-        assert_eq!(scope, "app::outer::((closure))::inner");
-        assert!(matches!(scope, Cow::Owned(_)));
-    }
-
-    /// What the macro relies on, measured inside an `async fn` on this
-    /// toolchain; `tests/function_identity.rs` pins the expansion's scopes.
-    #[test]
-    fn an_async_fn_body_names_its_function() {
-        async fn cancel() -> &'static str {
-            core::any::type_name_of_val(&|| ())
-        }
-        let name = block_on(cancel());
-        assert_eq!(
-            function_scope(name),
-            "idempotent_core::private::tests::an_async_fn_body_names_its_function::cancel"
-        );
-    }
-
-    /// Polls a future that never waits to its end, without a runtime.
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        loop {
-            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-                return output;
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::bounds::{IdempotentResult, StorableError};
+use crate::default_scope::ScopeConflict;
 use crate::engine::{self, CacheErrors, Options, ReleaseErrors};
 use crate::private::HashInto;
 use crate::stored_key::Target;
@@ -71,6 +72,7 @@ impl<B: Backend> Idempotency<B> {
                 lease: DEFAULT_LEASE,
                 wait: None,
                 require_key: false,
+                scope_conflict: None,
             },
         }
     }
@@ -80,6 +82,25 @@ impl<B: Backend> Idempotency<B> {
     #[must_use]
     pub fn scope(mut self, scope: impl Into<Cow<'static, str>>) -> Self {
         self.options.scope = scope.into();
+        self.options.scope_conflict = None;
+        self
+    }
+
+    /// The scope `#[idempotent]` gives a function without `scope = "..."`,
+    /// or the conflict that refuses every call of it.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __default_scope(mut self, scope: Result<&'static str, ScopeConflict>) -> Self {
+        match scope {
+            Ok(scope) => {
+                self.options.scope = Cow::Borrowed(scope);
+                self.options.scope_conflict = None;
+            }
+            Err(conflict) => {
+                self.options.scope = Cow::Borrowed(conflict.scope);
+                self.options.scope_conflict = Some(conflict);
+            }
+        }
         self
     }
 

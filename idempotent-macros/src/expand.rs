@@ -105,12 +105,8 @@ fn generate(
         None => quote!(#krate::default_backend()),
     };
     let scope = match &args.scope {
-        Some(scope) => scope.to_token_stream(),
-        // The type name of a closure in the body is the function's exact
-        // path: module, `Self` type, type arguments and name, so same-named
-        // methods of two types or two instantiations of a generic function
-        // never share records (`__private::function_scope` has the details).
-        None => quote!(#krate::__private::function_scope(::core::any::type_name_of_val(&|| ()))),
+        Some(scope) => quote!(.scope(#scope)),
+        None => default_scope(krate),
     };
     let ttl = duration_setter(krate, "ttl", args.ttl.as_ref());
     let lease = duration_setter(krate, "lease", args.lease.as_ref());
@@ -165,7 +161,7 @@ fn generate(
             #detach
             let #store: &dyn #krate::Backend = #backend;
             let #call = #krate::Idempotency::new(#store)
-                .scope(#scope)
+                #scope
                 #ttl
                 #lease
                 #wait
@@ -173,6 +169,25 @@ fn generate(
                 .__prepare_args(#key, &[#(#hashed_args),*]);
             #run_call
         }
+    }
+}
+
+/// The default scope: the package, then the function's exact path (module,
+/// `Self` type, type arguments, name) from the type name of a closure in its
+/// body. The `static` names this definition, so another one whose path
+/// prints the same (same-named functions in two blocks of one function, a
+/// library and a binary of one crate name) is refused instead of sharing its
+/// records; `idempotent_core`'s `default_scope` module has the details.
+fn default_scope(krate: &Path) -> TokenStream {
+    let site = Ident::new("__IDEMPOTENT_SCOPE_SITE", Span::mixed_site());
+    quote! {
+        .__default_scope({
+            static #site: #krate::__private::ScopeSite = #krate::__private::ScopeSite::new(
+                ::core::option_env!("CARGO_PKG_NAME"),
+                ::core::option::Option::is_some(&::core::option_env!("CARGO_BIN_NAME")),
+            );
+            #site.resolve(::core::any::type_name_of_val(&|| ()))
+        })
     }
 }
 

@@ -23,21 +23,31 @@ use proc_macro::TokenStream;
 /// # The default scope
 ///
 /// Records are stored under `{scope}:{digest}`. Without `scope = "..."`, the
-/// scope is the function's exact path as `core::any::type_name` spells it:
-/// the crate and modules, the `Self` type of a method or associated function
-/// (`app::shop::Orders::cancel`, `<app::shop::Usd as app::shop::Cancel>::cancel`),
-/// and the type arguments of a generic function or impl
-/// (`app::shop::price<app::shop::Usd>`). So same-named functions, methods of
-/// different types and instantiations of one generic function never share
-/// records. Lifetimes are not part of it.
+/// scope is the package's name, a `/` (then `bin/` in a binary or an
+/// example), and the function's exact path as `core::any::type_name` spells
+/// it: the crate and modules, the `Self` type of a method or associated
+/// function (`app/app::shop::Orders::cancel`,
+/// `app/<app::shop::Usd as app::shop::Cancel>::cancel`), and the type
+/// arguments of a generic function or impl
+/// (`app/app::shop::price<app::shop::Usd>`). So same-named functions, methods
+/// of different types, instantiations of one generic function and a binary
+/// and the library of its package never share records. Lifetimes are not
+/// part of it.
 ///
-/// The default scope changes when the crate, a module, the `Self` type or the
-/// function is renamed or moved, or a type argument changes (an `impl Trait`
-/// argument's type is one); records under the old scope are then not found.
-/// Its text comes from the compiler and is not promised across Rust versions
-/// (the workspace pins what it relies on in a test). `scope = "..."` pins the
-/// scope against all of this: use it for records that must survive refactors
-/// and upgrades.
+/// Two definitions whose paths print the same in one process (same-named
+/// functions in two blocks or closures of one function) do not share a scope
+/// either: the first one called keeps it, and the other's calls fail with
+/// `Error::InvalidConfig`, asking for a `scope = "..."`. Types declared
+/// inside function bodies print as that function's path and their name, so
+/// two such types named alike are one type argument to the scope.
+///
+/// The default scope changes when the package, the crate, a module, the
+/// `Self` type or the function is renamed or moved, or a type argument
+/// changes (an `impl Trait` argument's type is one); records under the old
+/// scope are then not found. Its text comes from the compiler and is not
+/// promised across Rust versions (the workspace pins what it relies on in a
+/// test). `scope = "..."` pins the scope against all of this: use it for
+/// records that must survive refactors and upgrades.
 ///
 /// # Arguments
 ///

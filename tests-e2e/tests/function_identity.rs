@@ -221,7 +221,8 @@ mod pinned {
     }
 }
 
-/// The exact default scopes on the pinned toolchain (rust-toolchain.toml).
+/// The exact default scopes on the pinned toolchain (rust-toolchain.toml):
+/// the package's name, then the function's path.
 ///
 /// They come from `core::any::type_name`, whose text Rust does not promise
 /// to keep across compiler versions. This test documents what the stored
@@ -253,16 +254,16 @@ async fn pinned() {
     assert_eq!(
         scopes,
         [
-            "function_identity::pinned::cancel",
-            "function_identity::pinned::Orders::cancel",
-            "function_identity::pinned::Subs<function_identity::pinned::Usd>::cancel",
-            "function_identity::pinned::price<function_identity::pinned::Usd>",
-            "function_identity::pinned::price<function_identity::pinned::Eur>",
-            "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::cancel",
-            "<function_identity::pinned::Usd as function_identity::pinned::Cancel>::refund",
-            "function_identity::pinned::Orders::make",
-            "function_identity::pinned::Orders::note",
-            "function_identity::pinned::nested::deeper::cancel",
+            "idempotent-tests-e2e/function_identity::pinned::cancel",
+            "idempotent-tests-e2e/function_identity::pinned::Orders::cancel",
+            "idempotent-tests-e2e/function_identity::pinned::Subs<function_identity::pinned::Usd>::cancel",
+            "idempotent-tests-e2e/function_identity::pinned::price<function_identity::pinned::Usd>",
+            "idempotent-tests-e2e/function_identity::pinned::price<function_identity::pinned::Eur>",
+            "idempotent-tests-e2e/<function_identity::pinned::Usd as function_identity::pinned::Cancel>::cancel",
+            "idempotent-tests-e2e/<function_identity::pinned::Usd as function_identity::pinned::Cancel>::refund",
+            "idempotent-tests-e2e/function_identity::pinned::Orders::make",
+            "idempotent-tests-e2e/function_identity::pinned::Orders::note",
+            "idempotent-tests-e2e/function_identity::pinned::nested::deeper::cancel",
         ]
     );
 }
@@ -287,4 +288,170 @@ mod renamed {
 async fn an_explicit_scope_is_kept() {
     assert_eq!(renamed::refund(7).await.unwrap(), "refund 7");
     assert_eq!(renamed::refund_v2(7).await.unwrap(), "refund 7");
+}
+
+/// Same-named functions defined in two blocks of one function have one path:
+/// the compiler prints both as `..::two_blocks::refund`. The first one used
+/// keeps the default scope; the other is refused, never given its twin's
+/// record.
+#[tokio::test]
+async fn same_named_functions_in_two_blocks_are_an_error_not_a_replay() {
+    use idempotent_core::{idempotent, Error};
+
+    async fn two_blocks() -> (Result<String, Error>, Result<String, Error>) {
+        let first = {
+            #[idempotent(key = order)]
+            async fn refund(order: u64) -> Result<String, Error> {
+                Ok(format!("first block refunded {order}"))
+            }
+            refund(5).await
+        };
+        let second = {
+            #[idempotent(key = order)]
+            async fn refund(order: u64) -> Result<String, Error> {
+                Ok(format!("second block refunded {order}"))
+            }
+            refund(5).await
+        };
+        (first, second)
+    }
+
+    for _ in 0..2 {
+        let (first, second) = two_blocks().await;
+        assert_eq!(first.unwrap(), "first block refunded 5");
+        assert_names_the_fix(second, "refund");
+    }
+}
+
+/// The same for functions defined inside two closures of one function: both
+/// print as `..::{{closure}}::ship`.
+#[tokio::test]
+async fn same_named_functions_in_two_closures_are_an_error_not_a_replay() {
+    use idempotent_core::{idempotent, Error};
+
+    let first = || async {
+        #[idempotent(key = parcel)]
+        async fn ship(parcel: u64) -> Result<String, Error> {
+            Ok(format!("closure 1 shipped {parcel}"))
+        }
+        ship(3).await
+    };
+    let second = || async {
+        #[idempotent(key = parcel)]
+        async fn ship(parcel: u64) -> Result<String, Error> {
+            Ok(format!("closure 2 shipped {parcel}"))
+        }
+        ship(3).await
+    };
+    for _ in 0..2 {
+        assert_eq!(first().await.unwrap(), "closure 1 shipped 3");
+        assert_names_the_fix(second().await, "ship");
+    }
+}
+
+/// A function given an explicit scope is not in the way of a same-named
+/// twin's default scope, and the twin with the explicit scope runs its own
+/// body.
+#[tokio::test]
+async fn an_explicit_scope_resolves_two_same_named_functions() {
+    use idempotent_core::{idempotent, Error};
+
+    let first = {
+        #[idempotent(key = order)]
+        async fn void(order: u64) -> Result<String, Error> {
+            Ok(format!("first voided {order}"))
+        }
+        void(9).await
+    };
+    let second = {
+        #[idempotent(key = order, scope = "function_identity::void_v2")]
+        async fn void(order: u64) -> Result<String, Error> {
+            Ok(format!("second voided {order}"))
+        }
+        void(9).await
+    };
+    assert_eq!(first.unwrap(), "first voided 9");
+    assert_eq!(second.unwrap(), "second voided 9");
+}
+
+/// The refusal: `InvalidConfig`, naming the scope of `function` and the fix,
+/// `scope = "..."`.
+fn assert_names_the_fix(result: Result<String, idempotent_core::Error>, function: &str) {
+    match result {
+        Err(idempotent_core::Error::InvalidConfig { reason }) => {
+            assert!(
+                reason.contains("`idempotent-tests-e2e/function_identity::"),
+                "{reason}"
+            );
+            assert!(reason.contains(&format!("::{function}`")), "{reason}");
+            assert!(reason.contains("scope = \""), "{reason}");
+        }
+        other => panic!("expected InvalidConfig for the second `{function}`, got {other:?}"),
+    }
+}
+
+/// A known limit, pinned so that it is noticed if the compiler lifts it:
+/// types declared inside function bodies print as that function's path plus
+/// their name, so two local `Usd` types in two blocks of one function are
+/// one type argument to the default scope, and `price::<Usd>` with the
+/// second one replays the first one's record. Rust cannot tell such types
+/// apart at run time (`TypeId` needs `'static`, which a generic function's
+/// type parameters need not be), nor can the two instantiations share
+/// anything but their text. The README says to name such types apart or to
+/// give the function a `scope`.
+#[tokio::test]
+async fn local_types_with_one_name_are_one_type_argument() {
+    use idempotent_core::{idempotent, Error};
+
+    trait Named {
+        fn name() -> &'static str;
+    }
+
+    #[idempotent(key = quote)]
+    async fn price<C: Named>(quote: u64) -> Result<String, Error> {
+        Ok(format!("quote {quote} in {}", C::name()))
+    }
+
+    let usd = {
+        struct Usd;
+        impl Named for Usd {
+            fn name() -> &'static str {
+                "usd"
+            }
+        }
+        price::<Usd>(1).await
+    };
+    let other_usd = {
+        struct Usd;
+        impl Named for Usd {
+            fn name() -> &'static str {
+                "another usd"
+            }
+        }
+        price::<Usd>(1).await
+    };
+    assert_eq!(usd.unwrap(), "quote 1 in usd");
+    assert_eq!(other_usd.unwrap(), "quote 1 in usd");
+}
+
+/// A library and a binary of one package, both crates named `scope_twin`,
+/// each with its own `billing::refund` (`src/scope_twin.rs`,
+/// `src/bin/scope_twin.rs`): the binary calls both, and each runs its own
+/// body.
+#[test]
+fn a_library_and_a_binary_with_one_crate_name_never_share_a_record() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scope_twin"))
+        .output()
+        .expect("the scope_twin binary starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "library: Ok(\"library refunded order-5\")\n\
+         binary: Ok(\"binary logged a refund request for order-5\")\n"
+    );
 }
