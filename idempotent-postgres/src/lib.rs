@@ -45,24 +45,43 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio-postgres")]
 mod backend;
 mod claim;
+mod driver;
 mod error;
+mod literal;
 mod migrate;
 mod names;
 mod operations;
 mod purge;
 mod sql;
+#[cfg(feature = "sqlx")]
+mod sqlx_backend;
 mod transactional;
 
-pub use crate::backend::{
-    PostgresBackend, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE,
-};
+#[cfg(feature = "tokio-postgres")]
+pub use crate::backend::{PostgresBackend, DEFAULT_POOL_SIZE};
+pub use crate::driver::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OPERATION_TIMEOUT};
 pub use crate::names::{DEFAULT_SCHEMA, DEFAULT_TABLE};
 pub use crate::purge::Reaper;
+#[cfg(feature = "sqlx")]
+pub use crate::sqlx_backend::SqlxBackend;
 pub use crate::transactional::Transactional;
 
-/// The connection pool this crate uses, for [`PostgresBackend::from_pool`].
+/// The connection pool [`PostgresBackend`] uses, for [`PostgresBackend::from_pool`].
+#[cfg(feature = "tokio-postgres")]
 pub use deadpool_postgres;
-/// The driver, for the transactional mode's [`Transaction`](tokio_postgres::Transaction).
+/// The driver [`SqlxBackend`] runs on, for its pool and the transactional
+/// mode's connection.
+#[cfg(feature = "sqlx")]
+pub use sqlx;
+/// The driver of [`PostgresBackend`], for the transactional mode's
+/// [`Transaction`](tokio_postgres::Transaction).
+#[cfg(feature = "tokio-postgres")]
 pub use tokio_postgres;
+
+#[cfg(not(any(feature = "tokio-postgres", feature = "sqlx")))]
+compile_error!(
+    "idempotent-postgres needs a driver: enable the `tokio-postgres` or the `sqlx` feature"
+);
