@@ -271,10 +271,12 @@ impl migrate::Session for Session<'_> {
             .fetch_all(&mut **self.0)
             .await
             .map_err(|error| error::sqlx(error, context))?;
+        // A simple query's values come as text whatever their type (the
+        // advisory lock's is `void`): read them unchecked, as text.
         rows.iter()
             .map(|row| {
                 (0..row.len())
-                    .map(|column| row.try_get::<Option<String>, _>(column))
+                    .map(|column| row.try_get_unchecked::<Option<String>, _>(column))
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod drivers;
 pub mod gate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
