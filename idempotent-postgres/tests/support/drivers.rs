@@ -17,11 +17,15 @@ pub mod on_tokio_postgres {
 
     pub type Store = idempotent_postgres::PostgresBackend;
     pub type DbError = tokio_postgres::Error;
+    /// What the transactional mode's body gets.
+    pub type Tx<'a, 'b> = &'a tokio_postgres::Transaction<'b>;
     pub const DRIVER: &str = "tokio-postgres";
 
     /// A store on the database at `url`, default schema, not migrated.
     pub async fn store_at(url: &str) -> Store {
-        Store::connect(url).await.expect("connect to the test database")
+        Store::connect(url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// A store on `db`'s schema, migrated.
@@ -51,6 +55,8 @@ pub mod on_sqlx {
 
     pub type Store = idempotent_postgres::SqlxBackend;
     pub type DbError = sqlx::Error;
+    /// What the transactional mode's body gets (`'b` for the other driver's).
+    pub type Tx<'a, 'b> = &'a mut PgConnection;
     pub const DRIVER: &str = "sqlx";
 
     fn options(url: &str) -> PgConnectOptions {
@@ -107,8 +113,8 @@ pub mod on_sqlx {
     impl TxExt for PgConnection {
         async fn execute(&mut self, sql: &str, params: &[&str]) -> Result<u64, sqlx::Error> {
             assert!(params.is_empty(), "the suites' bodies take no parameters");
-            let done = Executor::execute(self, sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
-                .await?;
+            let done =
+                Executor::execute(self, sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))).await?;
             Ok(done.rows_affected())
         }
 
