@@ -36,14 +36,19 @@ pub mod on_tokio_postgres {
     /// A store on `db`'s schema on a pool of `size` connections named
     /// `application_name`; not migrated.
     pub fn store_named(db: &TestDb, application_name: &str, size: usize) -> Store {
-        let mut config: tokio_postgres::Config = db.url().parse().expect("a valid test URL");
+        store_named_at(db.url(), db.schema(), application_name, size)
+    }
+
+    /// [`store_named`] on `schema` at `url`.
+    pub fn store_named_at(url: &str, schema: &str, application_name: &str, size: usize) -> Store {
+        let mut config: tokio_postgres::Config = url.parse().expect("a valid test URL");
         config.application_name(application_name);
         let pool = Pool::builder(Manager::new(config, NoTls))
             .max_size(size)
             .runtime(Runtime::Tokio1)
             .build()
             .expect("a pool");
-        Store::from_pool(pool).with_schema(db.schema())
+        Store::from_pool(pool).with_schema(schema)
     }
 }
 
@@ -84,10 +89,15 @@ pub mod on_sqlx {
     /// `application_name`; not migrated. Lazy, as deadpool's: connections
     /// open when first used.
     pub fn store_named(db: &TestDb, application_name: &str, size: usize) -> Store {
+        store_named_at(db.url(), db.schema(), application_name, size)
+    }
+
+    /// [`store_named`] on `schema` at `url`.
+    pub fn store_named_at(url: &str, schema: &str, application_name: &str, size: usize) -> Store {
         let pool = PgPoolOptions::new()
             .max_connections(u32::try_from(size).unwrap())
-            .connect_lazy_with(options(db.url()).application_name(application_name));
-        Store::new(pool).with_schema(db.schema())
+            .connect_lazy_with(options(url).application_name(application_name));
+        Store::new(pool).with_schema(schema)
     }
 
     /// A row of [`TxExt::query_one`], read as tokio-postgres' rows are.
