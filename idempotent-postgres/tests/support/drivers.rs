@@ -33,6 +33,18 @@ pub mod on_tokio_postgres {
         db.backend().await
     }
 
+    /// A store on `schema` at `db`'s server that logs in as `user`; not
+    /// migrated.
+    pub fn store_as(db: &TestDb, user: &str, schema: &str) -> Store {
+        let mut config: tokio_postgres::Config = db.url().parse().expect("a valid test URL");
+        config.user(user);
+        let pool = Pool::builder(Manager::new(config, NoTls))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("a pool");
+        Store::from_pool(pool).with_schema(schema)
+    }
+
     /// A store on `db`'s schema on a pool of `size` connections named
     /// `application_name`; not migrated.
     pub fn store_named(db: &TestDb, application_name: &str, size: usize) -> Store {
@@ -76,6 +88,13 @@ pub mod on_sqlx {
             .await
             .expect("connect to the test database");
         Store::new(pool)
+    }
+
+    /// A store on `schema` at `db`'s server that logs in as `user`; not
+    /// migrated.
+    pub fn store_as(db: &TestDb, user: &str, schema: &str) -> Store {
+        let pool = PgPoolOptions::new().connect_lazy_with(options(db.url()).username(user));
+        Store::new(pool).with_schema(schema)
     }
 
     /// A store on `db`'s schema, migrated.
