@@ -59,13 +59,16 @@ fn param(param: &Param<'_>) -> Result<String, BackendError> {
     })
 }
 
-/// `sql` with each `$n` replaced by the literal of `params[n - 1]`.
-///
-/// Placeholders inside quoted names or strings are left alone: a table
-/// named `"a$1"` stays as it is. The store's statements have at most nine
-/// parameters, so `$n` is one digit.
+/// The literals of `params`, comma-separated: the arguments of an
+/// `EXECUTE` of `sql`.
 #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
-pub(crate) fn inline(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendError> {
+pub(crate) fn list(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendError> {
+    check_count(sql, params)?;
+    let literals = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    Ok(literals.join(", "))
+}
+
+fn check_count(sql: &Sql, params: &[Param<'_>]) -> Result<(), BackendError> {
     if params.len() != sql.params {
         return Err(BackendError::new(
             BackendErrorKind::Other,
@@ -76,6 +79,17 @@ pub(crate) fn inline(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendE
             ),
         ));
     }
+    Ok(())
+}
+
+/// `sql` with each `$n` replaced by the literal of `params[n - 1]`.
+///
+/// Placeholders inside quoted names or strings are left alone: a table
+/// named `"a$1"` stays as it is. The store's statements have at most nine
+/// parameters, so `$n` is one digit.
+#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+pub(crate) fn inline(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendError> {
+    check_count(sql, params)?;
     let literals = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
     let extra: usize = literals.iter().map(String::len).sum();
     let mut out = String::with_capacity(sql.text.len() + extra);

@@ -17,7 +17,7 @@ use crate::driver::{server_bound, Driver, Param, Settings};
 use crate::error;
 use crate::literal;
 use crate::migrate;
-use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
+use crate::names::{fnv1a, Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
 use crate::purge::purge_methods;
 use crate::sql::Sql;
@@ -38,14 +38,14 @@ use crate::sql::Sql;
 /// # Ok(()) }
 /// ```
 ///
-/// Each operation is one simple query, one round trip: its statement with
-/// the parameters written in as literals, after a `SET LOCAL
+/// Each operation is one simple query, one round trip: a `SET LOCAL
 /// statement_timeout` that bounds it on the server (see
-/// [`with_operation_timeout`](Self::with_operation_timeout)). sqlx cannot
-/// pipeline `BEGIN`, a prepared statement and `COMMIT` as tokio-postgres
-/// does, so this is the one way to keep both the bound and a single round
-/// trip; the price is that the server plans each statement anew. The
-/// crate's README compares the two stores' speed.
+/// [`with_operation_timeout`](Self::with_operation_timeout)), then the
+/// statement, run by `EXECUTE` with its parameters written in as literals
+/// (prepared with SQL `PREPARE` the first time a connection runs it). sqlx
+/// cannot pipeline `BEGIN`, a statement and `COMMIT` as tokio-postgres
+/// does, so this is how both the bound and the single round trip are kept.
+/// The crate's README compares the two stores' speed.
 ///
 /// Cloning is cheap and shares the pool. See
 /// [`transactional`](Self::transactional) for calls whose body writes to the
@@ -107,13 +107,17 @@ impl SqlxBackend {
         self
     }
 
-    /// Whether the completion statement of the
-    /// [transactional mode](Self::transactional) is prepared once per
-    /// connection (default `true`); turn it off behind a pooler in
-    /// transaction mode, as for
+    /// Whether the store's statements are prepared once per connection and
+    /// then run by name (default `true`, the fastest); turn it off behind a
+    /// pooler in transaction mode, as for
     /// [`PostgresBackend::with_prepared_statements`](crate::PostgresBackend::with_prepared_statements).
-    /// The other operations are simple queries, which leave nothing
-    /// prepared either way.
+    ///
+    /// Prepared, the operations use SQL `PREPARE` and `EXECUTE` (statements
+    /// named `idempotent_*` in `pg_prepared_statements`), and the
+    /// transactional mode's completion is a sqlx persistent statement.
+    /// Unprepared, each operation sends its statement's text with the
+    /// parameters written in, and the completion is unnamed: nothing is left
+    /// on the server connection, and the server plans each statement anew.
     #[must_use]
     pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
         self.settings.prepared_statements = prepared;
@@ -159,12 +163,14 @@ impl SqlxBackend {
     /// the server too, as `PostgresBackend::run` does and for the same
     /// reasons.
     ///
-    /// One simple query: `SET LOCAL statement_timeout` and the statement.
-    /// A simple query of several statements is one implicit transaction, so
-    /// the setting holds for this statement alone, the statement commits
-    /// when the query ends, and a failure (the server's cancellation too)
-    /// rolls it back. If the client-side timeout fires anyway, the
-    /// connection is closed rather than pooled.
+    /// One simple query: `SET LOCAL statement_timeout`, then the statement,
+    /// as `EXECUTE` of the statement prepared on this connection (with SQL
+    /// `PREPARE`, so the server plans it once) or, without prepared
+    /// statements, as its text. A simple query of several statements is one
+    /// implicit transaction, so the setting holds for this statement alone,
+    /// the statement commits when the query ends, and a failure (the
+    /// server's cancellation too) rolls it back. If the client-side timeout
+    /// fires anyway, the connection is closed rather than pooled.
     async fn run(
         &self,
         operation: &str,
@@ -173,7 +179,14 @@ impl SqlxBackend {
     ) -> Result<(Vec<PgRow>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
         self.settings.check_table()?;
-        let statement = literal::inline(sql, params)?;
+        let prepared = self
+            .settings
+            .prepared_statements
+            .then(|| Prepared::new(operation, sql, params));
+        let statement = match &prepared {
+            Some(prepared) => prepared.execute(params)?,
+            None => literal::inline(sql, params)?,
+        };
         let limit = self.settings.operation_timeout;
         let deadline = Instant::now() + limit;
         let timed_out = || error::timeout(&context, limit);
@@ -181,20 +194,20 @@ impl SqlxBackend {
             .await
             .map_err(|_| timed_out())?
             .map_err(|error| error::sqlx(error, &context))?;
-        let query = format!(
-            "SET LOCAL statement_timeout = {}; {statement}",
-            server_bound(deadline.saturating_duration_since(Instant::now())).as_millis()
-        );
         let ran = async {
-            let mut results = sqlx::raw_sql(AssertSqlSafe(query)).fetch_many(&mut *connection);
-            let (mut rows, mut changed) = (Vec::new(), 0);
-            while let Some(result) = results.try_next().await? {
-                match result {
-                    Either::Left(done) => changed += done.rows_affected(),
-                    Either::Right(row) => rows.push(row),
+            match bounded(&mut connection, deadline, &statement).await {
+                // Not prepared on this connection yet (a new one, or one
+                // whose session was reset): nothing ran, the implicit
+                // transaction rolled back. Prepare it, run it again.
+                Err(error)
+                    if prepared.is_some() && code(&error).as_deref() == Some(NOT_PREPARED) =>
+                {
+                    let prepare = prepared.as_ref().map(Prepared::prepare).unwrap_or_default();
+                    run_simple(&mut connection, prepare).await?;
+                    bounded(&mut connection, deadline, &statement).await
                 }
+                ran => ran,
             }
-            Ok::<_, sqlx::Error>((rows, changed))
         };
         match tokio::time::timeout_at(deadline, ran).await {
             Ok(Ok(ran)) => Ok(ran),
@@ -204,6 +217,91 @@ impl SqlxBackend {
                 Err(timed_out())
             }
         }
+    }
+}
+
+/// SQLSTATE `invalid_sql_statement_name`: `EXECUTE` of a statement this
+/// session has not prepared.
+const NOT_PREPARED: &str = "26000";
+
+fn code(error: &sqlx::Error) -> Option<String> {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .map(|code| code.into_owned())
+}
+
+/// `statement` after a `statement_timeout` of the time left to `deadline`
+/// (see [`server_bound`]), as one simple query.
+async fn bounded(
+    connection: &mut PoolConnection<Postgres>,
+    deadline: Instant,
+    statement: &str,
+) -> Result<(Vec<PgRow>, u64), sqlx::Error> {
+    let left = server_bound(deadline.saturating_duration_since(Instant::now()));
+    let query = format!(
+        "SET LOCAL statement_timeout = {}; {statement}",
+        left.as_millis()
+    );
+    run_simple(connection, query).await
+}
+
+/// Runs a simple query; returns its rows and the rows its statements changed.
+async fn run_simple(
+    connection: &mut PoolConnection<Postgres>,
+    query: String,
+) -> Result<(Vec<PgRow>, u64), sqlx::Error> {
+    let mut results = sqlx::raw_sql(AssertSqlSafe(query)).fetch_many(&mut **connection);
+    let (mut rows, mut changed) = (Vec::new(), 0);
+    while let Some(result) = results.try_next().await? {
+        match result {
+            Either::Left(done) => changed += done.rows_affected(),
+            Either::Right(row) => rows.push(row),
+        }
+    }
+    Ok((rows, changed))
+}
+
+/// A store statement prepared with SQL `PREPARE` under a name of its own:
+/// the operation and a hash of its text (so each table's statements have
+/// their own), the same in every process.
+struct Prepared<'a> {
+    name: String,
+    sql: &'a Sql,
+    types: Vec<&'static str>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(operation: &str, sql: &'a Sql, params: &[Param<'_>]) -> Self {
+        let types = params
+            .iter()
+            .map(|param| match param {
+                Param::Text(_) => "text",
+                Param::Bytes(_) => "bytea",
+                Param::BigInt(_) => "bigint",
+            })
+            .collect();
+        Self {
+            name: format!("idempotent_{operation}_{:016x}", fnv1a(sql.text.as_bytes())),
+            sql,
+            types,
+        }
+    }
+
+    /// `PREPARE name (types) AS statement`.
+    fn prepare(&self) -> String {
+        format!(
+            "PREPARE {} ({}) AS {}",
+            self.name,
+            self.types.join(", "),
+            self.sql.text
+        )
+    }
+
+    /// `EXECUTE name (literals)`.
+    fn execute(&self, params: &[Param<'_>]) -> Result<String, BackendError> {
+        let args = literal::list(self.sql, params)?;
+        Ok(format!("EXECUTE {} ({args})", self.name))
     }
 }
 

@@ -353,3 +353,70 @@ async fn replaying_a_completed_record_writes_no_wal() {
     );
 }
 }
+
+/// The sqlx store prepares its statements with SQL `PREPARE` once per
+/// connection, prepares them again on a connection whose session was reset
+/// (`DEALLOCATE ALL`, as a pooler's reset query does), and leaves none when
+/// told not to prepare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlx_store_prepares_once_per_connection_or_not_at_all() {
+    use idempotent_postgres::sqlx;
+    let db = TestDb::new();
+    support::drivers::on_sqlx::store(&db).await; // migrated
+    let name = format!("{}-prepared", db.schema());
+    let store = support::drivers::on_sqlx::store_named(&db, &name, 1);
+    let prepared = async |store: &idempotent_postgres::SqlxBackend| -> Vec<String> {
+        let mut connection = store.pool().acquire().await.unwrap();
+        sqlx::query_scalar(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'idempotent_%' ORDER BY 1",
+        )
+        .persistent(false)
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap()
+    };
+    let token = FencingToken::generate();
+    store.claim("k", &fp("a"), token, LONG).await.unwrap();
+    store.renew("k", token, LONG).await.unwrap();
+    let names = prepared(&store).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("idempotent_claim_")),
+        "{names:?}"
+    );
+
+    {
+        let mut connection = store.pool().acquire().await.unwrap();
+        sqlx::raw_sql("DEALLOCATE ALL")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.complete("k", token, b"out", LONG).await.unwrap(),
+        CasOutcome::Applied
+    );
+    assert_eq!(
+        store
+            .claim("k", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
+        ClaimOutcome::Completed {
+            output: b"out".to_vec()
+        }
+    );
+    assert_eq!(
+        prepared(&store).await.len(),
+        2,
+        "prepared again after the reset"
+    );
+
+    let unprepared = support::drivers::on_sqlx::store_named(&db, &format!("{name}-not"), 1)
+        .with_prepared_statements(false);
+    let token = FencingToken::generate();
+    unprepared.claim("j", &fp("a"), token, LONG).await.unwrap();
+    unprepared.complete("j", token, b"out", LONG).await.unwrap();
+    assert_eq!(prepared(&unprepared).await, Vec::<String>::new());
+}
