@@ -182,15 +182,18 @@ async fn unnamed_statements_work_behind_pgbouncer_in_transaction_mode() {
 /// completion an unnamed statement, so any server connection will do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlx_store_unprepared_works_behind_pgbouncer_in_transaction_mode() {
-    use idempotent_postgres::sqlx::postgres::PgPoolOptions;
+    use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use idempotent_postgres::SqlxBackend;
     let Some((_server, bouncer)) = bouncer(2) else {
         return;
     };
     let connect = || async {
+        // PgBouncer refuses startup parameters it does not know, and sqlx
+        // sends `extra_float_digits` unless told not to.
+        let options: PgConnectOptions = bouncer.url().parse().unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect(&bouncer.url())
+            .connect_with(options.extra_float_digits(None))
             .await
             .unwrap();
         SqlxBackend::new(pool).with_prepared_statements(false)
