@@ -25,25 +25,40 @@
 //! that also stores its result, so its writes and the record commit
 //! together: exactly once, even across crashes.
 //!
-//! The driver is `tokio-postgres`, pooled by `deadpool-postgres`; both are
-//! re-exported, so their versions always match this crate's. Behind
-//! PgBouncer in transaction mode, turn off prepared statements with
-//! [`PostgresBackend::with_prepared_statements`].
+//! Two stores, one per driver, on the same table and statements:
+//! [`PostgresBackend`] on `tokio-postgres` pooled by `deadpool-postgres`
+//! (feature `tokio-postgres`, the default), and `SqlxBackend` on the
+//! application's `sqlx::PgPool` (feature `sqlx`). Each re-exports its
+//! driver, so versions always match this crate's. Behind PgBouncer in
+//! transaction mode, turn off prepared statements with
+//! `with_prepared_statements(false)`.
 //!
 //! Contents:
-//! - `backend.rs`: [`PostgresBackend`] and its configuration;
-//!   `operations.rs`: its `Backend` operations.
+//! - `driver.rs`: what the operations need of a driver, and the settings
+//!   both stores share; `operations.rs`: the `Backend` operations, written
+//!   once over it.
+//! - `backend.rs`: [`PostgresBackend`] (tokio-postgres);
+//!   `sqlx_backend.rs`: `SqlxBackend` (sqlx); `literal.rs`: parameters
+//!   written into a simple query's text.
 //! - `sql.rs`: the statements; `claim.rs`: reading the claim's answer.
 //! - `migrate.rs`: the table; `names.rs`: its quoted name.
-//! - `purge.rs`: [`PostgresBackend::purge_expired`] and the [`Reaper`].
-//! - `transactional.rs`: [`Transactional`], claiming and answering;
-//!   `transactional/commit.rs`: the body's transaction and its commit;
-//!   `transactional/renewal.rs`: the lease upkeep meanwhile. Results are
-//!   written in the runtime's format (`idempotent_core::backend::stored_result`).
+//! - `purge.rs`: `purge_expired` and the [`Reaper`].
+//! - `transactional.rs`: [`Transactional`], the options;
+//!   `transactional/commit.rs`: the completion and the commit, on either
+//!   driver; `transactional/on_tokio_postgres.rs` and
+//!   `transactional/on_sqlx.rs`: each driver's transaction and body.
+//!   Results are written in the runtime's format
+//!   (`idempotent_core::backend::stored_result`).
 //! - `error.rs`: driver errors as `BackendError`s.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// The docs link `PostgresBackend` throughout; built without it (sqlx only),
+// those links have nothing to point at. docs.rs builds every feature.
+#![cfg_attr(
+    not(feature = "tokio-postgres"),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 #[cfg(feature = "tokio-postgres")]
 mod backend;

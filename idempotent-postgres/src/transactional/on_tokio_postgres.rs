@@ -59,7 +59,7 @@ impl Transactional<'_, PostgresBackend> {
     /// 1. The key is claimed in its own statement, committed at once, so
     ///    concurrent duplicates see it: they get [`Error::InProgress`] (or
     ///    wait, with [`wait`](Self::wait)), a replay, or
-    ///    [`Error::PayloadMismatch`], as in [`Idempotency::run`] — it is the
+    ///    [`Error::PayloadMismatch`], as in [`Idempotency::run`](idempotent_core::Idempotency::run) — it is the
     ///    same engine, with the same stats and tracing.
     /// 2. The body runs in a new `READ COMMITTED` transaction on a pooled
     ///    connection, while the claim is renewed on another.
