@@ -6,7 +6,7 @@ use idempotent_core::{BackendError, BackendErrorKind};
 use crate::literal;
 use crate::names::{fnv1a, quote_literal, Table};
 
-/// The table's DDL, as [`PostgresBackend::migration_sql`] gives it.
+/// The table's DDL, as `migration_sql` on either store gives it.
 ///
 /// - `key` sorts by bytes (`COLLATE "C"`): keys are compared exactly,
 ///   whatever the database's collation.
@@ -17,12 +17,6 @@ use crate::names::{fnv1a, quote_literal, Table};
 /// - The `CHECK`s keep every row a valid record: a running claim has a lease
 ///   and no output, a completed record an output and no lease.
 /// - The index on `expires_at` serves `purge_expired`.
-///
-/// [`PostgresBackend::migration_sql`]: crate::PostgresBackend::migration_sql
-#[cfg_attr(
-    not(feature = "tokio-postgres"),
-    allow(rustdoc::broken_intra_doc_links)
-)]
 pub(crate) fn ddl(table: &Table) -> String {
     schema_ddl(table) + &table_ddl(table)
 }
