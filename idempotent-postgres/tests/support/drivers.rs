@@ -20,6 +20,8 @@ pub mod on_tokio_postgres {
     /// What the transactional mode's body gets.
     pub type Tx<'a, 'b> = &'a tokio_postgres::Transaction<'b>;
     pub const DRIVER: &str = "tokio-postgres";
+    /// The store's type name, as its errors say it.
+    pub const STORE: &str = "PostgresBackend";
 
     /// A store on the database at `url`, default schema, not migrated.
     pub async fn store_at(url: &str) -> Store {
@@ -75,6 +77,8 @@ pub mod on_sqlx {
     /// What the transactional mode's body gets (`'b` for the other driver's).
     pub type Tx<'a, 'b> = &'a mut PgConnection;
     pub const DRIVER: &str = "sqlx";
+    /// The store's type name, as its errors say it.
+    pub const STORE: &str = "SqlxBackend";
 
     fn options(url: &str) -> PgConnectOptions {
         url.parse().expect("a valid test URL")
