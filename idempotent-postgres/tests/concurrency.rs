@@ -26,9 +26,9 @@ for_each_driver! {
 
 /// `POOLS` backends on pools of their own, as in as many processes.
 async fn pools(db: &TestDb) -> Vec<Store> {
-    store(&db).await; // migrated
+    store(db).await; // migrated
     (0..POOLS)
-        .map(|pool| store_named(&db, &format!("{}-{pool}", db.schema()), 3))
+        .map(|pool| store_named(db, &format!("{}-{pool}", db.schema()), 3))
         .collect()
 }
 
