@@ -1,14 +1,14 @@
 //! The Postgres store on each driver, in one run on one private server:
 //! `PostgresBackend` (tokio-postgres) against `SqlxBackend` (sqlx), ops/s of
 //! a replay (one claim statement answering the stored result) and of a
-//! first run (claim, then complete), from `TASKS` tasks at once.
+//! first run (claim, then complete), from `TASKS` tasks at once; and
+//! `SqlxBackend` without prepared statements (as behind PgBouncer).
 //!
 //! ```sh
 //! cargo run --release -p idempotent-bench --example postgres_drivers [rounds] [seconds]
 //! ```
 //!
-//! Rounds alternate the drivers (tokio-postgres then sqlx, sqlx then
-//! tokio-postgres), so drift in the machine's load falls on both; the median
+//! Rounds alternate the order of the stores (forwards, then backwards), so drift in the machine's load falls on both; the median
 //! round of each is printed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,37 +90,52 @@ fn main() {
             .connect(&url)
             .await
             .expect("connect");
-        let sqlx_store = Arc::new(SqlxBackend::new(pool));
+        let sqlx_store = Arc::new(SqlxBackend::new(pool.clone()));
+        // The PgBouncer setting: statements sent as text, planned each time.
+        let unprepared = Arc::new(SqlxBackend::new(pool).with_prepared_statements(false));
         // Warm both: connections open, replay keys completed.
         measure(Arc::clone(&tokio_store), Phase::Replay, length / 4, "tokio").await;
         measure(Arc::clone(&sqlx_store), Phase::Replay, length / 4, "sqlx").await;
-        let mut results: [[Vec<f64>; 2]; 2] = Default::default();
+        measure(Arc::clone(&unprepared), Phase::Replay, length / 4, "text").await;
+        let mut results: [[Vec<f64>; 2]; 3] = Default::default();
         for round in 0..rounds {
             for (p, phase) in [Phase::Replay, Phase::FirstRun].into_iter().enumerate() {
-                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
                 for driver in order {
-                    let rate = if driver == 0 {
-                        measure(Arc::clone(&tokio_store), phase, length, "tokio").await
-                    } else {
-                        measure(Arc::clone(&sqlx_store), phase, length, "sqlx").await
+                    let rate = match driver {
+                        0 => measure(Arc::clone(&tokio_store), phase, length, "tokio").await,
+                        1 => measure(Arc::clone(&sqlx_store), phase, length, "sqlx").await,
+                        _ => measure(Arc::clone(&unprepared), phase, length, "text").await,
                     };
                     results[driver][p].push(rate);
                 }
             }
         }
         println!("{TASKS} tasks, {rounds} rounds of {seconds} s, median ops/s (all rounds)");
-        for (driver, name) in [(0, "tokio-postgres"), (1, "sqlx")] {
+        for (driver, name) in [(0, "tokio-postgres"), (1, "sqlx"), (2, "sqlx unprepared")] {
             for (p, phase) in [(0, "replay"), (1, "first run")] {
                 let rounds: Vec<String> = results[driver][p]
                     .iter()
                     .map(|r| format!("{r:.0}"))
                     .collect();
                 println!(
-                    "{name:>14} {phase:<9} {:>8.0}   ({})",
+                    "{name:>15} {phase:<9} {:>8.0}   ({})",
                     median(results[driver][p].clone()),
                     rounds.join(" ")
                 );
             }
+        }
+        // Paired by round, so drift in the machine's speed cancels out.
+        for (p, phase) in [(0, "replay"), (1, "first run")] {
+            let ratios: Vec<f64> = results[0][p]
+                .iter()
+                .zip(&results[1][p])
+                .map(|(tokio, sqlx)| tokio / sqlx)
+                .collect();
+            println!(
+                "tokio-postgres / sqlx, {phase}: median ratio {:.2}",
+                median(ratios)
+            );
         }
     });
 }
