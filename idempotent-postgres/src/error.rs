@@ -178,4 +178,20 @@ mod tests {
             assert_eq!(sqlstate_kind(code), BackendErrorKind::Other, "{code}");
         }
     }
+
+    #[cfg(feature = "sqlx")]
+    #[test]
+    fn sqlx_connection_trouble_is_unavailable() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::other("reset")),
+        ] {
+            assert_eq!(sqlx(error, "x").kind(), BackendErrorKind::Unavailable);
+        }
+        assert_eq!(
+            sqlx(sqlx::Error::RowNotFound, "x").kind(),
+            BackendErrorKind::Other
+        );
+    }
 }

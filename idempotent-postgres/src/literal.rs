@@ -136,6 +136,18 @@ mod tests {
     }
 
     #[test]
+    fn the_smallest_bigint_is_quoted() {
+        let sql = Sql {
+            text: "SELECT $1".to_owned(),
+            params: 1,
+        };
+        assert_eq!(
+            inline(&sql, &[Param::BigInt(i64::MIN)]).unwrap(),
+            "SELECT ('-9223372036854775808'::bigint)"
+        );
+    }
+
+    #[test]
     fn bytes_are_hex() {
         assert_eq!(bytes(&[0, 0xab, 0x10]), r"(E'\\x00ab10'::bytea)");
         assert_eq!(bytes(&[]), r"(E'\\x'::bytea)");

@@ -420,3 +420,71 @@ async fn the_sqlx_store_prepares_once_per_connection_or_not_at_all() {
     unprepared.complete("j", token, b"out", LONG).await.unwrap();
     assert_eq!(prepared(&unprepared).await, Vec::<String>::new());
 }
+
+/// The sqlx store writes parameters into its queries' text: keys and
+/// outputs with quotes, backslashes and every byte come back as they were,
+/// also on a session with `standard_conforming_strings = off` (where a
+/// backslash in a plain string literal is an escape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlx_store_s_literals_survive_any_string_setting() {
+    use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let db = TestDb::new();
+    support::drivers::on_sqlx::store(&db).await; // migrated
+    for setting in ["on", "off"] {
+        let options: PgConnectOptions = db.url().parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("standard_conforming_strings", setting)]))
+            .await
+            .unwrap();
+        let store = idempotent_postgres::SqlxBackend::new(pool).with_schema(db.schema());
+        let output: Vec<u8> = (0..=255).collect();
+        for key in [
+            r"a'b",
+            r"back\slash\",
+            r"\x41",
+            "quote'' \' end\\",
+            "é\u{1F600}",
+        ] {
+            let key = format!("{setting}:{key}");
+            let token = FencingToken::generate();
+            match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
+                ClaimOutcome::Acquired { .. } => {}
+                other => panic!("{key}: {other:?}"),
+            }
+            assert_eq!(
+                store.complete(&key, token, &output, LONG).await.unwrap(),
+                CasOutcome::Applied
+            );
+            assert_eq!(
+                store
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap(),
+                ClaimOutcome::Completed {
+                    output: output.clone()
+                },
+                "{key}"
+            );
+        }
+        let nul = store
+            .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap_err();
+        assert!(nul.to_string().contains("NUL"), "{nul}");
+    }
+    // The keys are stored as sent, read back by another driver.
+    let client = db.client().await;
+    let stored: Vec<String> = client
+        .query(
+            "SELECT key FROM idempotent_records WHERE key LIKE 'o%' ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(stored.contains(&r"off:a'b".to_owned()), "{stored:?}");
+    assert!(stored.contains(&r"on:back\slash\".to_owned()), "{stored:?}");
+}
