@@ -12,8 +12,9 @@ pub mod redis {
     pub use idempotent_redis::*;
 }
 
-/// The Postgres store and its transactional mode (`idempotent-postgres`).
-#[cfg(feature = "postgres")]
+/// The Postgres stores and their transactional mode (`idempotent-postgres`):
+/// `PostgresBackend` with the `postgres` feature, `SqlxBackend` with `sqlx`.
+#[cfg(any(feature = "postgres", feature = "sqlx"))]
 pub mod postgres {
     #[doc(inline)]
     pub use idempotent_postgres::*;

@@ -1,29 +1,25 @@
 //! `PostgresBackend`: the `Backend` contract on a PostgreSQL table.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::TryStreamExt;
 use idempotent_core::{BackendError, BackendErrorKind};
 use tokio::time::Instant;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row, Statement};
 
+use crate::claim::Returned;
+use crate::driver::{server_bound, Driver, Param, Settings, DEFAULT_OPERATION_TIMEOUT};
 use crate::error;
-use crate::migrate::{self, MigrateError};
+use crate::migrate;
 use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
-use crate::sql::{Sql, Statements};
+use crate::operations::backend_on_driver;
+use crate::purge::purge_methods;
+use crate::sql::Sql;
 
-/// The default limit on a stored output: 1 MiB, as on the other stores.
-/// PostgreSQL stores far larger values (out of line, compressed), so raise
-/// it freely with [`PostgresBackend::with_max_output_bytes`].
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-/// The default limit on one store operation, from asking the pool for a
-/// connection to the statement's answer: 5 seconds. Past it the operation
-/// fails closed with an `Unavailable` error.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size of the pool [`PostgresBackend::connect`] builds.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long [`PostgresBackend::connect`]'s pool waits to open a connection,
@@ -55,11 +51,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PostgresBackend {
     pub(crate) pool: Pool,
-    pub(crate) table: Arc<Table>,
-    pub(crate) statements: Arc<Statements>,
-    max_output_bytes: usize,
-    operation_timeout: Duration,
-    pub(crate) prepared_statements: bool,
+    pub(crate) settings: Settings,
 }
 
 impl PostgresBackend {
@@ -119,14 +111,9 @@ impl PostgresBackend {
     /// for each running body's transaction while renewing the claim on
     /// another: size the pool above the number of such calls at once.
     pub fn from_pool(pool: Pool) -> Self {
-        let table = Table::new(DEFAULT_SCHEMA, DEFAULT_TABLE);
         Self {
             pool,
-            statements: Arc::new(Statements::for_table(&table)),
-            table: Arc::new(table),
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
-            prepared_statements: true,
+            settings: Settings::new(Table::new(DEFAULT_SCHEMA, DEFAULT_TABLE)),
         }
     }
 
@@ -136,9 +123,9 @@ impl PostgresBackend {
     /// cut, is refused: [`migrate`](Self::migrate) and every operation fail
     /// with an error saying so.
     #[must_use]
-    pub fn with_schema(self, schema: impl Into<String>) -> Self {
-        let table = Table::new(schema, self.table.name.clone());
-        self.with_table_name(table)
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.settings = self.settings.with_schema(schema.into());
+        self
     }
 
     /// Keeps the records in the table `table` (default `idempotent_records`);
@@ -146,14 +133,8 @@ impl PostgresBackend {
     /// [`with_schema`](Self::with_schema). The expiry index's name is derived
     /// from it and always fits.
     #[must_use]
-    pub fn with_table(self, table: impl Into<String>) -> Self {
-        let table = Table::new(self.table.schema.clone(), table);
-        self.with_table_name(table)
-    }
-
-    fn with_table_name(mut self, table: Table) -> Self {
-        self.statements = Arc::new(Statements::for_table(&table));
-        self.table = Arc::new(table);
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.settings = self.settings.with_table(table.into());
         self
     }
 
@@ -162,7 +143,7 @@ impl PostgresBackend {
     /// [`BackendErrorKind::TooLarge`].
     #[must_use]
     pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
-        self.max_output_bytes = bytes;
+        self.settings.max_output_bytes = bytes;
         self
     }
 
@@ -173,7 +154,7 @@ impl PostgresBackend {
     /// statement alone), so a claim waiting on a lock cannot land later.
     #[must_use]
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
+        self.settings.operation_timeout = timeout;
         self
     }
 
@@ -189,7 +170,7 @@ impl PostgresBackend {
     /// each time, and nothing is left on the server connection.
     #[must_use]
     pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
-        self.prepared_statements = prepared;
+        self.settings.prepared_statements = prepared;
         self
     }
 
@@ -200,14 +181,14 @@ impl PostgresBackend {
 
     /// The records table, quoted and schema-qualified: `"public"."idempotent_records"`.
     pub fn table_name(&self) -> String {
-        self.table.to_string()
+        self.settings.table.to_string()
     }
 
     /// The DDL [`migrate`](Self::migrate) runs, for migration tools that
     /// keep their own history: the schema, the table, its index. Every
     /// statement is `IF NOT EXISTS`.
     pub fn migration_sql(&self) -> String {
-        migrate::ddl(&self.table)
+        migrate::ddl(&self.settings.table)
     }
 
     /// Creates the schema, the records table and its index unless they
@@ -217,64 +198,17 @@ impl PostgresBackend {
     /// serialized by an advisory lock). A role allowed only to read and
     /// write an existing table can run it too: nothing is created then.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        self.table
-            .check()
-            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
-        let mut client = self
+        self.settings.check_table()?;
+        let client = self
             .pool
             .get()
             .await
             .map_err(|error| error::pool(error, "could not connect to migrate"))?;
-        migrate::migrate(&mut client, &self.table)
-            .await
-            .map_err(|error| match error {
-                MigrateError::Database(error) => {
-                    error::database(error, &format!("could not migrate {}", self.table))
-                }
-                MigrateError::Foreign(reason) => BackendError::new(
-                    BackendErrorKind::Other,
-                    format!(
-                        "{} exists but is not a records table of this version ({reason}); \
-                         choose another name with with_schema/with_table",
-                        self.table
-                    ),
-                ),
-            })
+        migrate::migrate(&mut Session(&client), &self.settings.table).await
     }
 
     pub(crate) fn operation_timeout(&self) -> Duration {
-        self.operation_timeout
-    }
-
-    pub(crate) fn check_output_size(&self, output: &[u8]) -> Result<(), BackendError> {
-        if output.len() > self.max_output_bytes {
-            return Err(BackendError::output_too_large(
-                output.len(),
-                self.max_output_bytes,
-                "PostgresBackend::with_max_output_bytes",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Runs `sql` and returns its rows.
-    pub(crate) async fn query(
-        &self,
-        operation: &str,
-        sql: &Sql,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, BackendError> {
-        Ok(self.run(operation, sql, params).await?.0)
-    }
-
-    /// Runs `sql` and returns how many rows it changed.
-    pub(crate) async fn execute(
-        &self,
-        operation: &str,
-        sql: &Sql,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, BackendError> {
-        Ok(self.run(operation, sql, params).await?.1)
+        self.settings.operation_timeout
     }
 
     /// Runs one store statement within the operation timeout, bounded on
@@ -294,19 +228,18 @@ impl PostgresBackend {
         &self,
         operation: &str,
         sql: &Sql,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<(Vec<Row>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
-        self.table
-            .check()
-            .map_err(|reason| BackendError::new(BackendErrorKind::Other, reason))?;
-        let deadline = Instant::now() + self.operation_timeout;
-        let timed_out = || error::timeout(&context, self.operation_timeout);
+        self.settings.check_table()?;
+        let limit = self.settings.operation_timeout;
+        let deadline = Instant::now() + limit;
+        let timed_out = || error::timeout(&context, limit);
         let client = tokio::time::timeout_at(deadline, self.pool.get())
             .await
             .map_err(|_| timed_out())?
             .map_err(|error| error::pool(error, &context))?;
-        let statement = if self.prepared_statements {
+        let statement = if self.settings.prepared_statements {
             let prepare = client.prepare_cached(&sql.text);
             let prepared = tokio::time::timeout_at(deadline, prepare).await;
             match prepared {
@@ -348,13 +281,6 @@ impl PostgresBackend {
     }
 }
 
-/// The server's bound on a statement that has `left` until the client
-/// gives up: 90% of it, so the server's answer normally arrives first, and
-/// at least 1 ms (0 would mean no bound at all).
-fn server_bound(left: Duration) -> Duration {
-    (left * 9 / 10).max(Duration::from_millis(1))
-}
-
 /// Runs `sql`: as `statement` when prepared, else unnamed with its
 /// parameters' types (one message sequence, no state on the connection).
 /// Returns the rows and the number of rows changed.
@@ -362,12 +288,16 @@ async fn rows(
     client: &tokio_postgres::Client,
     statement: Option<&Statement>,
     sql: &Sql,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[Param<'_>],
 ) -> Result<(Vec<Row>, u64), tokio_postgres::Error> {
     let stream = match statement {
-        Some(statement) => client.query_raw(statement, params.iter().copied()).await?,
+        Some(statement) => {
+            client
+                .query_raw(statement, params.iter().map(to_sql))
+                .await?
+        }
         None => {
-            let typed = params.iter().copied().zip(sql.types.iter().cloned());
+            let typed = params.iter().map(|param| (to_sql(param), sql_type(param)));
             client.query_typed_raw(&sql.text, typed).await?
         }
     };
@@ -380,13 +310,110 @@ async fn rows(
     Ok((rows, changed))
 }
 
+/// A parameter as tokio-postgres binds it.
+pub(crate) fn to_sql<'a>(param: &'a Param<'_>) -> &'a (dyn ToSql + Sync) {
+    match param {
+        Param::Text(text) => text,
+        Param::Bytes(bytes) => bytes,
+        Param::BigInt(int) => int,
+    }
+}
+
+/// A parameter's type, which a statement sent unnamed must say itself.
+pub(crate) fn sql_type(param: &Param<'_>) -> Type {
+    match param {
+        Param::Text(_) => Type::TEXT,
+        Param::Bytes(_) => Type::BYTEA,
+        Param::BigInt(_) => Type::INT8,
+    }
+}
+
+/// Reads the claim statement's row (see `claim.rs`).
+fn returned(rows: &[Row]) -> Result<Returned, tokio_postgres::Error> {
+    let Some(row) = rows.first() else {
+        return Ok(Returned::Nothing);
+    };
+    if row.try_get::<_, bool>("acquired")? {
+        return Ok(Returned::Claimed {
+            token: row.try_get("token")?,
+            took_over: row.try_get("took_over")?,
+        });
+    }
+    Ok(Returned::Found {
+        same_fingerprint: row.try_get("same_fingerprint")?,
+        state: row.try_get("state")?,
+        lease_remaining_us: row.try_get("lease_remaining_us")?,
+        output: row.try_get("output")?,
+    })
+}
+
+#[async_trait]
+impl Driver for PostgresBackend {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn output_limit_setting(&self) -> &'static str {
+        "PostgresBackend::with_max_output_bytes"
+    }
+
+    async fn claim(&self, params: &[Param<'_>]) -> Result<Returned, BackendError> {
+        let (rows, _) = self
+            .run("claim", &self.settings.statements.claim, params)
+            .await?;
+        returned(&rows)
+            .map_err(|error| error::database(error, "Postgres claim returned an unexpected row"))
+    }
+
+    async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &Sql,
+        params: &[Param<'_>],
+    ) -> Result<u64, BackendError> {
+        Ok(self.run(operation, sql, params).await?.1)
+    }
+}
+
+backend_on_driver!(PostgresBackend);
+purge_methods!(PostgresBackend);
+
+/// A pooled connection running a migration's statements.
+struct Session<'a>(&'a tokio_postgres::Client);
+
+#[async_trait]
+impl migrate::Session for Session<'_> {
+    async fn simple_query(
+        &mut self,
+        sql: &str,
+        context: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        let messages = self
+            .0
+            .simple_query(sql)
+            .await
+            .map_err(|error| error::database(error, context))?;
+        Ok(messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|column| row.get(column).map(str::to_owned))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 impl fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresBackend")
-            .field("table", &self.table.to_string())
-            .field("max_output_bytes", &self.max_output_bytes)
-            .field("operation_timeout", &self.operation_timeout)
-            .field("prepared_statements", &self.prepared_statements)
+            .field("table", &self.settings.table.to_string())
+            .field("max_output_bytes", &self.settings.max_output_bytes)
+            .field("operation_timeout", &self.settings.operation_timeout)
+            .field("prepared_statements", &self.settings.prepared_statements)
             .field("pool", &self.pool.status())
             .finish_non_exhaustive()
     }

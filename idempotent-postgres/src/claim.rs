@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use idempotent_core::backend::{ClaimOutcome, FencingToken};
 use idempotent_core::{BackendError, BackendErrorKind};
-use tokio_postgres::Row;
 
 /// What one run of the claim statement says.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,7 +16,9 @@ pub(crate) enum Answer {
     Stale,
 }
 
-/// What the statement returned, before deciding.
+/// What the statement returned, before deciding; each driver reads its
+/// row (columns `acquired`, `token`, `took_over`, `same_fingerprint`,
+/// `state`, `lease_remaining_us`, `output`) into this.
 #[derive(Debug)]
 pub(crate) enum Returned {
     /// Nothing: no row in the snapshot.
@@ -36,24 +37,6 @@ pub(crate) enum Returned {
 }
 
 impl Returned {
-    pub(crate) fn from_rows(rows: &[Row]) -> Result<Self, tokio_postgres::Error> {
-        let Some(row) = rows.first() else {
-            return Ok(Self::Nothing);
-        };
-        if row.try_get::<_, bool>("acquired")? {
-            return Ok(Self::Claimed {
-                token: row.try_get("token")?,
-                took_over: row.try_get("took_over")?,
-            });
-        }
-        Ok(Self::Found {
-            same_fingerprint: row.try_get("same_fingerprint")?,
-            state: row.try_get("state")?,
-            lease_remaining_us: row.try_get("lease_remaining_us")?,
-            output: row.try_get("output")?,
-        })
-    }
-
     /// The decision table, applied to the found row; `key` names errors.
     pub(crate) fn decide(self, key: &str) -> Result<Answer, BackendError> {
         let (same_fingerprint, state, lease_remaining_us, output) = match self {

@@ -25,44 +25,78 @@
 //! that also stores its result, so its writes and the record commit
 //! together: exactly once, even across crashes.
 //!
-//! The driver is `tokio-postgres`, pooled by `deadpool-postgres`; both are
-//! re-exported, so their versions always match this crate's. Behind
-//! PgBouncer in transaction mode, turn off prepared statements with
-//! [`PostgresBackend::with_prepared_statements`].
+//! Two stores, one per driver, on the same table and statements:
+//! [`PostgresBackend`] on `tokio-postgres` pooled by `deadpool-postgres`
+//! (feature `tokio-postgres`, the default), and `SqlxBackend` on the
+//! application's `sqlx::PgPool` (feature `sqlx`). Each re-exports its
+//! driver, so versions always match this crate's. Behind PgBouncer in
+//! transaction mode, turn off prepared statements with
+//! `with_prepared_statements(false)`.
 //!
 //! Contents:
-//! - `backend.rs`: [`PostgresBackend`] and its configuration;
-//!   `operations.rs`: its `Backend` operations.
+//! - `driver.rs`: what the operations need of a driver, and the settings
+//!   both stores share; `operations.rs`: the `Backend` operations, written
+//!   once over it.
+//! - `backend.rs`: [`PostgresBackend`] (tokio-postgres);
+//!   `sqlx_backend.rs`: `SqlxBackend` (sqlx); `literal.rs`: parameters
+//!   written into a simple query's text.
 //! - `sql.rs`: the statements; `claim.rs`: reading the claim's answer.
 //! - `migrate.rs`: the table; `names.rs`: its quoted name.
-//! - `purge.rs`: [`PostgresBackend::purge_expired`] and the [`Reaper`].
-//! - `transactional.rs`: [`Transactional`], claiming and answering;
-//!   `transactional/commit.rs`: the body's transaction and its commit;
-//!   `transactional/renewal.rs`: the lease upkeep meanwhile. Results are
-//!   written in the runtime's format (`idempotent_core::backend::stored_result`).
+//! - `purge.rs`: `purge_expired` and the [`Reaper`].
+//! - `transactional.rs`: [`Transactional`], the options;
+//!   `transactional/commit.rs`: the completion and the commit, on either
+//!   driver; `transactional/on_tokio_postgres.rs` and
+//!   `transactional/on_sqlx.rs`: each driver's transaction and body.
+//!   Results are written in the runtime's format
+//!   (`idempotent_core::backend::stored_result`).
 //! - `error.rs`: driver errors as `BackendError`s.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// The docs link `PostgresBackend` throughout; built without it (sqlx only),
+// those links have nothing to point at. docs.rs builds every feature.
+#![cfg_attr(
+    not(feature = "tokio-postgres"),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
+#[cfg(feature = "tokio-postgres")]
 mod backend;
 mod claim;
+mod driver;
 mod error;
+mod literal;
 mod migrate;
 mod names;
 mod operations;
 mod purge;
 mod sql;
+#[cfg(feature = "sqlx")]
+mod sqlx_backend;
 mod transactional;
 
-pub use crate::backend::{
-    PostgresBackend, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE,
-};
+#[cfg(feature = "tokio-postgres")]
+pub use crate::backend::{PostgresBackend, DEFAULT_POOL_SIZE};
+pub use crate::driver::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OPERATION_TIMEOUT};
 pub use crate::names::{DEFAULT_SCHEMA, DEFAULT_TABLE};
 pub use crate::purge::Reaper;
+#[cfg(feature = "sqlx")]
+pub use crate::sqlx_backend::SqlxBackend;
 pub use crate::transactional::Transactional;
 
-/// The connection pool this crate uses, for [`PostgresBackend::from_pool`].
+/// The connection pool [`PostgresBackend`] uses, for [`PostgresBackend::from_pool`].
+#[cfg(feature = "tokio-postgres")]
 pub use deadpool_postgres;
-/// The driver, for the transactional mode's [`Transaction`](tokio_postgres::Transaction).
+/// The driver [`SqlxBackend`] runs on, for its pool and the transactional
+/// mode's connection.
+#[cfg(feature = "sqlx")]
+pub use sqlx;
+/// The driver of [`PostgresBackend`], for the transactional mode's
+/// [`Transaction`](tokio_postgres::Transaction).
+#[cfg(feature = "tokio-postgres")]
 pub use tokio_postgres;
+
+#[cfg(not(any(feature = "tokio-postgres", feature = "sqlx")))]
+compile_error!(
+    "idempotent-postgres needs a driver: enable the `tokio-postgres` or the `sqlx` feature"
+);

@@ -1,10 +1,12 @@
 //! Creating the records table, idempotently, and checking an existing one.
 
-use tokio_postgres::types::Type;
+use async_trait::async_trait;
+use idempotent_core::{BackendError, BackendErrorKind};
 
+use crate::literal;
 use crate::names::{fnv1a, quote_literal, Table};
 
-/// The table's DDL, as [`PostgresBackend::migration_sql`] gives it.
+/// The table's DDL, as `migration_sql` on either store gives it.
 ///
 /// - `key` sorts by bytes (`COLLATE "C"`): keys are compared exactly,
 ///   whatever the database's collation.
@@ -15,8 +17,6 @@ use crate::names::{fnv1a, quote_literal, Table};
 /// - The `CHECK`s keep every row a valid record: a running claim has a lease
 ///   and no output, a completed record an output and no lease.
 /// - The index on `expires_at` serves `purge_expired`.
-///
-/// [`PostgresBackend::migration_sql`]: crate::PostgresBackend::migration_sql
 pub(crate) fn ddl(table: &Table) -> String {
     schema_ddl(table) + &table_ddl(table)
 }
@@ -49,93 +49,117 @@ COMMENT ON TABLE {table} IS {comment};
     )
 }
 
-/// The columns the statements use, with their types: an existing table must
-/// have them (it may have more).
-const COLUMNS: [(&str, Type); 8] = [
-    ("key", Type::TEXT),
-    ("fingerprint", Type::BYTEA),
-    ("state", Type::TEXT),
-    ("token", Type::INT8),
-    ("took_over", Type::BOOL),
-    ("lease_until", Type::TIMESTAMPTZ),
-    ("output", Type::BYTEA),
-    ("expires_at", Type::TIMESTAMPTZ),
+/// The columns the statements use, with their types (`pg_type.typname`):
+/// an existing table must have them (it may have more).
+const COLUMNS: [(&str, &str); 8] = [
+    ("key", "text"),
+    ("fingerprint", "bytea"),
+    ("state", "text"),
+    ("token", "int8"),
+    ("took_over", "bool"),
+    ("lease_until", "timestamptz"),
+    ("output", "bytea"),
+    ("expires_at", "timestamptz"),
 ];
 
-/// Why a migration failed.
-#[derive(Debug)]
-pub(crate) enum MigrateError {
-    Database(tokio_postgres::Error),
-    /// The table exists but is not a records table of this crate.
-    Foreign(String),
-}
-
-impl From<tokio_postgres::Error> for MigrateError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Self::Database(error)
-    }
+/// A connection the migration runs on, with either driver: simple queries
+/// (no parameters, several statements each), whose rows come back as text.
+#[async_trait]
+pub(crate) trait Session: Send + Sync {
+    /// `context` starts the message of a failure.
+    async fn simple_query(
+        &mut self,
+        sql: &str,
+        context: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError>;
 }
 
 /// Creates what is missing, in one transaction, serialized between processes
 /// by an advisory lock (two `CREATE TABLE IF NOT EXISTS` racing can both
-/// try to create it and one fails).
+/// try to create it and one fails), then checks the table's columns.
 ///
 /// Existing objects are detected first rather than left to `IF NOT EXISTS`:
 /// PostgreSQL checks the `CREATE` privilege before it looks, so a role that
 /// may only read and write an existing table (created by a DBA from
 /// [`ddl`]) could not migrate otherwise.
-pub(crate) async fn migrate(
-    client: &mut deadpool_postgres::Object,
-    table: &Table,
-) -> Result<(), MigrateError> {
-    let transaction = client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id(table)])
+pub(crate) async fn migrate(session: &mut impl Session, table: &Table) -> Result<(), BackendError> {
+    let context = format!("could not migrate {table}");
+    let name = literal::text(&table.to_string())?;
+    let schema = literal::text(&table.schema)?;
+    session
+        .simple_query(
+            &format!("BEGIN; SELECT pg_advisory_xact_lock({})", lock_id(table)),
+            &context,
+        )
         .await?;
-    let exists: bool = transaction
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
-        .await?
-        .get(0);
-    if !exists {
-        let schema_exists: bool = transaction
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)",
-                &[&table.schema],
+    let result = async {
+        let found = session
+            .simple_query(
+                &format!(
+                    "SELECT (to_regclass({name}) IS NOT NULL)::text,
+                        EXISTS (SELECT FROM pg_namespace WHERE nspname = {schema})::text"
+                ),
+                &context,
             )
-            .await?
-            .get(0);
-        if !schema_exists {
-            transaction.batch_execute(&schema_ddl(table)).await?;
+            .await?;
+        let flag = |column: usize| {
+            found
+                .first()
+                .and_then(|row| row.get(column).cloned().flatten())
+                .is_some_and(|value| value == "true")
+        };
+        let (table_exists, schema_exists) = (flag(0), flag(1));
+        if !table_exists {
+            if !schema_exists {
+                session.simple_query(&schema_ddl(table), &context).await?;
+            }
+            session.simple_query(&table_ddl(table), &context).await?;
         }
-        transaction.batch_execute(&table_ddl(table)).await?;
+        let columns = session
+            .simple_query(
+                &format!(
+                    "SELECT a.attname::text, t.typname::text
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = to_regclass({name}) AND a.attnum > 0
+                    AND NOT a.attisdropped"
+                ),
+                &context,
+            )
+            .await?;
+        Ok::<_, BackendError>(check_columns(&columns))
     }
-    check_columns(&transaction, table).await?;
-    transaction.commit().await?;
-    Ok(())
+    .await;
+    let outcome = match result {
+        Ok(Ok(())) => session.simple_query("COMMIT", &context).await.map(|_| ()),
+        Ok(Err(foreign)) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!(
+                "{table} exists but is not a records table of this version ({foreign}); \
+                 choose another name with with_schema/with_table"
+            ),
+        )),
+        Err(error) => Err(error),
+    };
+    if outcome.is_err() {
+        // Best effort: a broken connection has rolled back already.
+        let _ = session.simple_query("ROLLBACK", &context).await;
+    }
+    outcome
 }
 
-/// Fails with [`MigrateError::Foreign`] unless `table` has [`COLUMNS`].
-async fn check_columns(
-    client: &tokio_postgres::Transaction<'_>,
-    table: &Table,
-) -> Result<(), MigrateError> {
-    let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
-    let probe = format!("SELECT {} FROM {table} WHERE false", names.join(", "));
-    let statement = client.prepare(&probe).await.map_err(|error| {
-        match error.as_db_error() {
-            // undefined_column: a table of the same name, but another shape.
-            Some(db) if db.code().code() == "42703" => {
-                MigrateError::Foreign(db.message().to_owned())
-            }
-            _ => MigrateError::Database(error),
-        }
-    })?;
-    for ((name, expected), column) in COLUMNS.iter().zip(statement.columns()) {
-        if column.type_() != expected {
-            return Err(MigrateError::Foreign(format!(
-                "column {name} is {}, expected {expected}",
-                column.type_()
-            )));
+/// Why the table's columns `(name, type)` are not the records': a missing
+/// column or one of another type.
+fn check_columns(columns: &[Vec<Option<String>>]) -> Result<(), String> {
+    for (name, expected) in COLUMNS {
+        let found = columns
+            .iter()
+            .find(|row| row.first().and_then(Option::as_deref) == Some(name));
+        let Some(row) = found else {
+            return Err(format!("column \"{name}\" does not exist"));
+        };
+        let actual = row.get(1).and_then(Option::as_deref).unwrap_or("?");
+        if actual != expected {
+            return Err(format!("column {name} is {actual}, expected {expected}"));
         }
     }
     Ok(())
@@ -151,6 +175,27 @@ fn lock_id(table: &Table) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(name: &str, ty: &str) -> Vec<Option<String>> {
+        vec![Some(name.to_owned()), Some(ty.to_owned())]
+    }
+
+    #[test]
+    fn a_table_missing_a_column_or_of_another_type_is_foreign() {
+        let mut columns: Vec<_> = COLUMNS.iter().map(|(n, t)| row(n, t)).collect();
+        columns.push(row("extra", "int4"));
+        assert_eq!(check_columns(&columns), Ok(()));
+        columns[3] = row("token", "int4");
+        assert_eq!(
+            check_columns(&columns),
+            Err("column token is int4, expected int8".to_owned())
+        );
+        columns.remove(3);
+        assert_eq!(
+            check_columns(&columns),
+            Err("column \"token\" does not exist".to_owned())
+        );
+    }
 
     #[test]
     fn lock_ids_differ_per_table_and_are_stable() {

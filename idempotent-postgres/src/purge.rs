@@ -12,56 +12,40 @@ use idempotent_core::BackendError;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::PostgresBackend;
+use crate::driver::{Driver, Param};
 
-impl PostgresBackend {
-    /// Deletes at most `batch` expired rows, oldest first, and returns how
-    /// many it deleted: fewer than `batch` means none are left (for now).
-    ///
-    /// One statement that locks only the rows it deletes, skipping rows
-    /// other statements hold, so it runs alongside live traffic and
-    /// alongside other purges (see the crate's README for the SQL). Call it
-    /// in a loop, or let [`spawn_reaper`](Self::spawn_reaper) do it.
-    pub async fn purge_expired(&self, batch: u32) -> Result<u64, BackendError> {
-        let limit = i64::from(batch);
-        self.execute("purge", &self.statements.purge, &[&limit])
-            .await
-    }
-
-    /// Starts a task that purges expired rows now and then every `interval`,
-    /// in batches of `batch` rows until a batch comes back short.
-    ///
-    /// The task runs until the returned [`Reaper`] is stopped or dropped. A
-    /// failed purge is logged and tried again at the next interval. Several
-    /// processes may each run one: their batches skip each other's rows.
-    ///
-    /// # Panics
-    ///
-    /// When called outside a Tokio runtime.
-    pub fn spawn_reaper(&self, interval: Duration, batch: u32) -> Reaper {
-        let purged = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(reap(
-            self.clone(),
-            interval,
-            batch.max(1),
-            Arc::clone(&purged),
-        ));
-        Reaper { task, purged }
-    }
+/// Deletes at most `batch` expired rows on `driver`: one statement (see
+/// `sql.rs`), which locks only the rows it deletes.
+pub(crate) async fn purge_expired(driver: &impl Driver, batch: u32) -> Result<u64, BackendError> {
+    let sql = &driver.settings().statements.purge;
+    driver
+        .execute("purge", sql, &[Param::BigInt(i64::from(batch))])
+        .await
 }
 
-async fn reap(backend: PostgresBackend, interval: Duration, batch: u32, purged: Arc<AtomicU64>) {
+/// Starts the reaper's task on `driver` (a clone of the store).
+pub(crate) fn spawn_reaper<D>(driver: D, interval: Duration, batch: u32) -> Reaper
+where
+    D: Driver + 'static,
+{
+    let purged = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(reap(driver, interval, batch.max(1), Arc::clone(&purged)));
+    Reaper { task, purged }
+}
+
+async fn reap<D: Driver>(driver: D, interval: Duration, batch: u32, purged: Arc<AtomicU64>) {
     let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
     // After a slow pass, wait a whole interval again rather than catch up.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let table = &driver.settings().table;
     loop {
         ticks.tick().await;
         loop {
-            match backend.purge_expired(batch).await {
+            match purge_expired(&driver, batch).await {
                 Ok(deleted) => {
                     purged.fetch_add(deleted, Ordering::Relaxed);
                     if deleted > 0 {
-                        tracing::debug!(deleted, table = %backend.table, "purged expired records");
+                        tracing::debug!(deleted, table = %table, "purged expired records");
                     }
                     if deleted < u64::from(batch) {
                         break;
@@ -76,7 +60,47 @@ async fn reap(backend: PostgresBackend, interval: Duration, batch: u32, purged: 
     }
 }
 
-/// A running background purge, from [`PostgresBackend::spawn_reaper`].
+/// Documents and implements `purge_expired` and `spawn_reaper` on a store.
+macro_rules! purge_methods {
+    ($store:ident) => {
+        impl $store {
+            /// Deletes at most `batch` expired rows, oldest first, and returns how
+            /// many it deleted: fewer than `batch` means none are left (for now).
+            ///
+            /// One statement that locks only the rows it deletes, skipping rows
+            /// other statements hold, so it runs alongside live traffic and
+            /// alongside other purges (see the crate's README for the SQL). Call it
+            /// in a loop, or let [`spawn_reaper`](Self::spawn_reaper) do it.
+            pub async fn purge_expired(
+                &self,
+                batch: u32,
+            ) -> Result<u64, idempotent_core::BackendError> {
+                $crate::purge::purge_expired(self, batch).await
+            }
+
+            /// Starts a task that purges expired rows now and then every `interval`,
+            /// in batches of `batch` rows until a batch comes back short.
+            ///
+            /// The task runs until the returned [`Reaper`](crate::Reaper) is stopped or
+            /// dropped. A failed purge is logged and tried again at the next interval.
+            /// Several processes may each run one: their batches skip each other's rows.
+            ///
+            /// # Panics
+            ///
+            /// When called outside a Tokio runtime.
+            pub fn spawn_reaper(
+                &self,
+                interval: std::time::Duration,
+                batch: u32,
+            ) -> $crate::Reaper {
+                $crate::purge::spawn_reaper(self.clone(), interval, batch)
+            }
+        }
+    };
+}
+pub(crate) use purge_methods;
+
+/// A running background purge, from `spawn_reaper` on either store.
 /// Dropping it stops the task.
 #[derive(Debug)]
 pub struct Reaper {

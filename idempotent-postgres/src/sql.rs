@@ -16,8 +16,6 @@
 
 use std::time::Duration;
 
-use tokio_postgres::types::Type;
-
 use crate::names::Table;
 
 /// The longest lease or ttl written: 100 years. Longer durations are capped,
@@ -32,12 +30,15 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(capped).unwrap_or(i64::MAX).max(1)
 }
 
-/// One statement: its text, and its parameters' types, which a statement
-/// sent unnamed (without preparing it first) must say itself.
+/// One statement: its text, with `$1`.. placeholders, and how many
+/// parameters it takes (their types are those of the [`Param`]s passed).
+///
+/// [`Param`]: crate::driver::Param
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub(crate) text: String,
-    pub(crate) types: &'static [Type],
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) params: usize,
 }
 
 /// The statements for one table, built once per backend.
@@ -52,14 +53,13 @@ pub(crate) struct Statements {
 
 impl Statements {
     pub(crate) fn for_table(table: &Table) -> Self {
-        use Type as T;
-        let sql = |text, types| Sql { text, types };
+        let sql = |text, params| Sql { text, params };
         Self {
-            claim: sql(claim(table), &[T::TEXT, T::BYTEA, T::INT8, T::INT8]),
-            complete: sql(complete(table), &[T::TEXT, T::INT8, T::BYTEA, T::INT8]),
-            release: sql(release(table), &[T::TEXT, T::INT8]),
-            renew: sql(renew(table), &[T::TEXT, T::INT8, T::INT8]),
-            purge: sql(purge(table), &[T::INT8]),
+            claim: sql(claim(table), 4),
+            complete: sql(complete(table), 4),
+            release: sql(release(table), 2),
+            renew: sql(renew(table), 3),
+            purge: sql(purge(table), 1),
         }
     }
 }
@@ -209,17 +209,17 @@ mod tests {
     #[test]
     fn statements_name_the_quoted_table() {
         let statements = Statements::for_table(&Table::new("s", "t"));
-        for Sql { text: sql, types } in [
+        for Sql { text: sql, params } in [
             &statements.claim,
             &statements.complete,
             &statements.release,
             &statements.renew,
             &statements.purge,
         ] {
-            let highest = (1..=types.len())
+            let highest = (1..=*params + 1)
                 .rev()
                 .find(|n| sql.contains(&format!("${n}")));
-            assert_eq!(highest, Some(types.len()), "one type per parameter\n{sql}");
+            assert_eq!(highest, Some(*params), "the parameters it takes\n{sql}");
             assert!(sql.contains(r#""s"."t""#), "{sql}");
             assert!(
                 !sql.contains("now()"),

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::{Backend, Error, Idempotency};
-use idempotent_postgres::PostgresBackend;
 use support::TestDb;
 use tokio::sync::Barrier;
 
@@ -23,16 +22,18 @@ fn fp(value: &str) -> Fingerprint {
     Fingerprint::of(value).unwrap()
 }
 
+for_each_driver! {
+
 /// `POOLS` backends on pools of their own, as in as many processes.
-async fn pools(db: &TestDb) -> Vec<PostgresBackend> {
-    db.backend().await; // migrated
+async fn pools(db: &TestDb) -> Vec<Store> {
+    store(db).await; // migrated
     (0..POOLS)
-        .map(|pool| db.backend_named(&format!("{}-{pool}", db.schema())))
+        .map(|pool| store_named(db, &format!("{}-{pool}", db.schema()), 3))
         .collect()
 }
 
 /// `RACERS` claims of `key`, spread over the pools, released together.
-async fn race(backends: &[PostgresBackend], key: &str) -> Vec<ClaimOutcome> {
+async fn race(backends: &[Store], key: &str) -> Vec<ClaimOutcome> {
     let start = Arc::new(Barrier::new(RACERS));
     let racers: Vec<_> = (0..RACERS)
         .map(|racer| {
@@ -208,9 +209,9 @@ async fn the_runtime_runs_each_body_once_across_pools() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_that_waited_for_a_concurrent_claim_answers_with_it() {
     let db = TestDb::new();
-    db.backend().await;
+    store(&db).await;
     let name = format!("{}-claimer", db.schema());
-    let backend = db.backend_named(&name);
+    let backend = store_named(&db, &name, 3);
     let mut other = db.client().await;
     let observer = db.client().await;
     let digest = fp("a");
@@ -283,4 +284,5 @@ async fn a_claim_that_waited_for_a_concurrent_claim_answers_with_it() {
             other => panic!("{key}: expected InProgress (the other claim), got {other:?}"),
         }
     }
+}
 }

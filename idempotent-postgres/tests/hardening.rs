@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::{Backend, BackendErrorKind};
-use idempotent_postgres::PostgresBackend;
 use idempotent_test_support::postgres::PostgresServer;
 use support::TestDb;
 
@@ -42,21 +41,6 @@ async fn wait_until_idle(client: &idempotent_postgres::tokio_postgres::Client, n
     }
 }
 
-/// A backend on a pool of one connection named `name`, so every operation
-/// runs on the connection the test warmed up.
-fn one_connection(db: &TestDb, name: &str) -> PostgresBackend {
-    use idempotent_postgres::deadpool_postgres::{Manager, Pool, Runtime};
-    let mut config: idempotent_postgres::tokio_postgres::Config = db.url().parse().unwrap();
-    config.application_name(name);
-    let manager = Manager::new(config, idempotent_postgres::tokio_postgres::NoTls);
-    let pool = Pool::builder(manager)
-        .max_size(1)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .unwrap();
-    PostgresBackend::from_pool(pool).with_schema(db.schema())
-}
-
 /// Every message of `error`'s chain, outermost first.
 fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut messages = vec![error.to_string()];
@@ -82,12 +66,13 @@ fn assert_said_once(error: &(dyn std::error::Error + 'static)) {
     }
 }
 
+for_each_driver! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_timed_out_on_a_locked_table_holds_nothing() {
     let db = TestDb::new();
-    db.backend().await; // migrated
+    store(&db).await; // migrated
     let name = format!("{}-timeout", db.schema());
-    let backend = one_connection(&db, &name).with_operation_timeout(Duration::from_secs(1));
+    let backend = store_named(&db, &name, 1).with_operation_timeout(Duration::from_secs(1));
     // The statement is prepared on the connection already, as it is on a
     // busy pool: only its execution waits for the lock.
     backend
@@ -134,11 +119,11 @@ async fn a_claim_that_timed_out_on_a_locked_table_holds_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_that_timed_out_left_nothing_running_on_the_server() {
     let db = TestDb::new();
-    let setup = db.backend().await;
+    let setup = store(&db).await;
     let token = FencingToken::generate();
     setup.claim("k", &fp("a"), token, LONG).await.unwrap();
     let name = format!("{}-timeouts", db.schema());
-    let backend = one_connection(&db, &name).with_operation_timeout(Duration::from_millis(300));
+    let backend = store_named(&db, &name, 1).with_operation_timeout(Duration::from_millis(300));
     // Prepared before the lock, as on a busy pool.
     let warm = FencingToken::generate();
     backend
@@ -191,9 +176,7 @@ async fn a_table_name_of_63_bytes_gets_its_expiry_index() {
     // Multi-byte characters: the limit is in bytes, and a derived name must
     // not cut one in half.
     for table in [name_of(63), format!("{}é", name_of(61)), name_of(53)] {
-        let backend = PostgresBackend::connect(db.url())
-            .await
-            .unwrap()
+        let backend = store_at(db.url()).await
             .with_schema(db.schema())
             .with_table(&table);
         backend.migrate().await.unwrap();
@@ -228,14 +211,10 @@ async fn a_table_name_of_63_bytes_gets_its_expiry_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_over_63_bytes_are_refused_with_a_clear_error() {
     let db = TestDb::new();
-    let long_table = PostgresBackend::connect(db.url())
-        .await
-        .unwrap()
+    let long_table = store_at(db.url()).await
         .with_schema(db.schema())
         .with_table(name_of(64));
-    let long_schema = PostgresBackend::connect(db.url())
-        .await
-        .unwrap()
+    let long_schema = store_at(db.url()).await
         .with_schema(format!("{}{}", db.schema(), name_of(40)));
     for (backend, what) in [(long_table, "table"), (long_schema, "schema")] {
         let error = backend.migrate().await.unwrap_err();
@@ -271,20 +250,9 @@ async fn a_failed_migration_says_the_servers_reason_once() {
         .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
         .await
         .unwrap();
-    let mut url: idempotent_postgres::tokio_postgres::Config = db.url().parse().unwrap();
-    url.user(&role);
-    let pool = idempotent_postgres::deadpool_postgres::Pool::builder(
-        idempotent_postgres::deadpool_postgres::Manager::new(
-            url,
-            idempotent_postgres::tokio_postgres::NoTls,
-        ),
-    )
-    .runtime(idempotent_postgres::deadpool_postgres::Runtime::Tokio1)
-    .build()
-    .unwrap();
     // A schema of its own that does not exist: creating it needs the
     // CREATE privilege on the database, which the role lacks.
-    let backend = PostgresBackend::from_pool(pool).with_schema(format!("{}_new", db.schema()));
+    let backend = store_as(&db, &role, &format!("{}_new", db.schema()));
     let error = backend.migrate().await.unwrap_err();
     let message = error.to_string();
     assert!(
@@ -304,7 +272,7 @@ async fn a_failed_migration_says_the_servers_reason_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_statement_says_the_servers_reason() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     // A constraint the server enforces: the store's statement fails on it.
     client
@@ -345,7 +313,7 @@ async fn wal_position(client: &idempotent_postgres::tokio_postgres::Client) -> i
 async fn replaying_a_completed_record_writes_no_wal() {
     const REPLAYS: usize = 1000;
     let server = PostgresServer::start();
-    let backend = PostgresBackend::connect(&server.url()).await.unwrap();
+    let backend = store_at(&server.url()).await;
     backend.migrate().await.unwrap();
     let token = FencingToken::generate();
     backend.claim("k", &fp("a"), token, LONG).await.unwrap();
@@ -383,4 +351,140 @@ async fn replaying_a_completed_record_writes_no_wal() {
         "{REPLAYS} replays wrote {written} bytes of WAL ({} per replay)",
         written / REPLAYS as i64
     );
+}
+}
+
+/// The sqlx store prepares its statements with SQL `PREPARE` once per
+/// connection, prepares them again on a connection whose session was reset
+/// (`DEALLOCATE ALL`, as a pooler's reset query does), and leaves none when
+/// told not to prepare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlx_store_prepares_once_per_connection_or_not_at_all() {
+    use idempotent_postgres::sqlx;
+    let db = TestDb::new();
+    support::drivers::on_sqlx::store(&db).await; // migrated
+    let name = format!("{}-prepared", db.schema());
+    let store = support::drivers::on_sqlx::store_named(&db, &name, 1);
+    let prepared = async |store: &idempotent_postgres::SqlxBackend| -> Vec<String> {
+        let mut connection = store.pool().acquire().await.unwrap();
+        sqlx::query_scalar(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'idempotent_%' ORDER BY 1",
+        )
+        .persistent(false)
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap()
+    };
+    let token = FencingToken::generate();
+    store.claim("k", &fp("a"), token, LONG).await.unwrap();
+    store.renew("k", token, LONG).await.unwrap();
+    let names = prepared(&store).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("idempotent_claim_")),
+        "{names:?}"
+    );
+
+    {
+        let mut connection = store.pool().acquire().await.unwrap();
+        sqlx::raw_sql("DEALLOCATE ALL")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.complete("k", token, b"out", LONG).await.unwrap(),
+        CasOutcome::Applied
+    );
+    assert_eq!(
+        store
+            .claim("k", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
+        ClaimOutcome::Completed {
+            output: b"out".to_vec()
+        }
+    );
+    assert_eq!(
+        prepared(&store).await.len(),
+        2,
+        "prepared again after the reset"
+    );
+
+    let unprepared = support::drivers::on_sqlx::store_named(&db, &format!("{name}-not"), 1)
+        .with_prepared_statements(false);
+    let token = FencingToken::generate();
+    unprepared.claim("j", &fp("a"), token, LONG).await.unwrap();
+    unprepared.complete("j", token, b"out", LONG).await.unwrap();
+    assert_eq!(prepared(&unprepared).await, Vec::<String>::new());
+}
+
+/// The sqlx store writes parameters into its queries' text: keys and
+/// outputs with quotes, backslashes and every byte come back as they were,
+/// also on a session with `standard_conforming_strings = off` (where a
+/// backslash in a plain string literal is an escape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlx_store_s_literals_survive_any_string_setting() {
+    use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let db = TestDb::new();
+    support::drivers::on_sqlx::store(&db).await; // migrated
+    for setting in ["on", "off"] {
+        let options: PgConnectOptions = db.url().parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("standard_conforming_strings", setting)]))
+            .await
+            .unwrap();
+        let store = idempotent_postgres::SqlxBackend::new(pool).with_schema(db.schema());
+        let output: Vec<u8> = (0..=255).collect();
+        for key in [
+            r"a'b",
+            r"back\slash\",
+            r"\x41",
+            "quote'' \' end\\",
+            "é\u{1F600}",
+        ] {
+            let key = format!("{setting}:{key}");
+            let token = FencingToken::generate();
+            match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
+                ClaimOutcome::Acquired { .. } => {}
+                other => panic!("{key}: {other:?}"),
+            }
+            assert_eq!(
+                store.complete(&key, token, &output, LONG).await.unwrap(),
+                CasOutcome::Applied
+            );
+            assert_eq!(
+                store
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap(),
+                ClaimOutcome::Completed {
+                    output: output.clone()
+                },
+                "{key}"
+            );
+        }
+        let nul = store
+            .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap_err();
+        assert!(nul.to_string().contains("NUL"), "{nul}");
+    }
+    // The keys are stored as sent, read back by another driver.
+    let client = db.client().await;
+    let stored: Vec<String> = client
+        .query(
+            "SELECT key FROM idempotent_records WHERE key LIKE 'o%' ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(stored.contains(&r"off:a'b".to_owned()), "{stored:?}");
+    assert!(stored.contains(&r"on:back\slash\".to_owned()), "{stored:?}");
 }

@@ -176,3 +176,89 @@ async fn unnamed_statements_work_behind_pgbouncer_in_transaction_mode() {
         .await;
     assert_eq!(replayed.unwrap(), 42);
 }
+
+/// The sqlx store without prepared statements: every operation is one
+/// simple query with its statement's text, and the transactional mode's
+/// completion an unnamed statement, so any server connection will do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlx_store_unprepared_works_behind_pgbouncer_in_transaction_mode() {
+    use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use idempotent_postgres::SqlxBackend;
+    let Some((_server, bouncer)) = bouncer(2) else {
+        return;
+    };
+    let connect = || async {
+        // PgBouncer refuses startup parameters it does not know, and sqlx
+        // sends `extra_float_digits` unless told not to.
+        let options: PgConnectOptions = bouncer.url().parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.extra_float_digits(None))
+            .await
+            .unwrap();
+        SqlxBackend::new(pool).with_prepared_statements(false)
+    };
+    let store = connect().await;
+    store.migrate().await.unwrap();
+    store
+        .claim("a", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap();
+    // The next statement runs on a server connection new to the store.
+    let other = support::connect(&bouncer.url()).await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    assert!(matches!(
+        store
+            .claim("b", &fp("a"), FencingToken::generate(), LONG)
+            .await
+            .unwrap(),
+        ClaimOutcome::Acquired { .. }
+    ));
+    other.batch_execute("COMMIT").await.unwrap();
+
+    let stores = [store.clone(), connect().await];
+    let calls: Vec<_> = (0..40)
+        .map(|call| {
+            let store = stores[call % 2].clone();
+            tokio::spawn(async move {
+                let key = format!("key-{}", call / 2);
+                match store
+                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                    .await
+                    .unwrap()
+                {
+                    ClaimOutcome::Acquired { token, .. } => {
+                        store.renew(&key, token, LONG).await.unwrap();
+                        store.complete(&key, token, b"out", LONG).await.unwrap();
+                        1
+                    }
+                    ClaimOutcome::InProgress { .. } | ClaimOutcome::Completed { .. } => 0,
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    for call in calls {
+        acquired += call.await.unwrap();
+    }
+    assert_eq!(acquired, 20, "one winner per key");
+
+    let committed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |tx| {
+            let sum: i64 = idempotent_postgres::sqlx::query_scalar("SELECT 41::bigint + 1")
+                .persistent(false)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            Ok(sum)
+        })
+        .await;
+    assert_eq!(committed.unwrap(), 42);
+    let replayed: Result<i64, idempotent_core::Error> = store
+        .transactional()
+        .run("tx", &1, async |_tx| panic!("replayed, not run"))
+        .await;
+    assert_eq!(replayed.unwrap(), 42);
+}

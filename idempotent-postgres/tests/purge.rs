@@ -9,7 +9,6 @@ use std::time::Duration;
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::Backend;
 use idempotent_postgres::tokio_postgres::Client;
-use idempotent_postgres::PostgresBackend;
 use support::TestDb;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -17,6 +16,8 @@ const LONG: Duration = Duration::from_secs(60);
 fn fp(value: &str) -> Fingerprint {
     Fingerprint::of(value).unwrap()
 }
+
+for_each_driver! {
 
 /// Adds `count` rows named `{prefix}-{n}` that expired a second ago, half
 /// completed records, half lapsed claims.
@@ -48,7 +49,7 @@ async fn count(client: &Client, pattern: &str) -> i64 {
 }
 
 /// A live claim and a live completed record, which no purge may touch.
-async fn add_live(backend: &PostgresBackend) {
+async fn add_live(backend: &Store) {
     match backend
         .claim("live-claim", &fp("a"), FencingToken::generate(), LONG)
         .await
@@ -74,7 +75,7 @@ async fn add_live(backend: &PostgresBackend) {
     );
 }
 
-async fn assert_live_untouched(backend: &PostgresBackend) {
+async fn assert_live_untouched(backend: &Store) {
     assert!(matches!(
         backend
             .claim("live-claim", &fp("a"), FencingToken::generate(), LONG)
@@ -96,7 +97,7 @@ async fn assert_live_untouched(backend: &PostgresBackend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_deletes_only_expired_rows_in_bounded_batches() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     add_expired(&client, "old", 25).await;
     add_live(&backend).await;
@@ -116,13 +117,13 @@ async fn purge_deletes_only_expired_rows_in_bounded_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_purges_split_the_work() {
     let db = TestDb::new();
-    let first = db.backend().await;
+    let first = store(&db).await;
     let client = db.client().await;
     add_expired(&client, "old", 400).await;
     add_live(&first).await;
     let mut purgers = Vec::new();
     for purger in 0..4 {
-        let backend = db.backend_named(&format!("{}-{purger}", db.schema()));
+        let backend = store_named(&db, &format!("{}-{purger}", db.schema()), 3);
         purgers.push(tokio::spawn(async move {
             let mut deleted = 0;
             loop {
@@ -177,7 +178,7 @@ async fn purge_skips_rows_others_hold_instead_of_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revived_row_is_not_purged() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     add_expired(&client, "old", 2).await;
     // A claim reuses an expired row before the purge runs.
@@ -204,7 +205,7 @@ async fn a_revived_row_is_not_purged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_purges_in_the_background_until_stopped() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     add_expired(&client, "first", 35).await;
     add_live(&backend).await;
@@ -237,4 +238,5 @@ async fn the_reaper_purges_in_the_background_until_stopped() {
         "a stopped reaper purges nothing"
     );
     assert_live_untouched(&backend).await;
+}
 }

@@ -11,9 +11,6 @@ use std::time::Duration;
 
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::{idempotent, Backend, BackendErrorKind, Error};
-use idempotent_postgres::deadpool_postgres::{Manager, Pool, Runtime};
-use idempotent_postgres::tokio_postgres::{self, NoTls};
-use idempotent_postgres::PostgresBackend;
 use idempotent_test_support::postgres::PostgresServer;
 use support::TestDb;
 
@@ -23,7 +20,9 @@ fn fp(value: &str) -> Fingerprint {
     Fingerprint::of(value).unwrap()
 }
 
-async fn acquire(backend: &PostgresBackend, key: &str) -> idempotent_core::backend::FencingToken {
+for_each_driver! {
+
+async fn acquire(backend: &Store, key: &str) -> idempotent_core::backend::FencingToken {
     match backend
         .claim(key, &fp("a"), FencingToken::generate(), LONG)
         .await
@@ -37,13 +36,11 @@ async fn acquire(backend: &PostgresBackend, key: &str) -> idempotent_core::backe
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrate_is_idempotent_and_safe_to_race() {
     let db = TestDb::new();
-    let backends: Vec<PostgresBackend> = {
+    let backends: Vec<Store> = {
         let mut backends = Vec::new();
         for _ in 0..4 {
             backends.push(
-                PostgresBackend::connect(db.url())
-                    .await
-                    .unwrap()
+                store_at(db.url()).await
                     .with_schema(db.schema()),
             );
         }
@@ -87,9 +84,7 @@ async fn migrate_is_idempotent_and_safe_to_race() {
 async fn any_schema_and_table_name_works() {
     let db = TestDb::new();
     let schema = format!("{} Odd \"Schema\"", db.schema());
-    let backend = PostgresBackend::connect(db.url())
-        .await
-        .unwrap()
+    let backend = store_at(db.url()).await
         .with_schema(&schema)
         .with_table("Records; DROP TABLE x; --");
     assert_eq!(
@@ -146,9 +141,7 @@ async fn migrate_refuses_a_table_it_did_not_create() {
         )
         .await
         .unwrap();
-    let backend = PostgresBackend::connect(db.url())
-        .await
-        .unwrap()
+    let backend = store_at(db.url()).await
         .with_schema(db.schema());
     let error = backend.migrate().await.unwrap_err();
     assert!(
@@ -160,7 +153,7 @@ async fn migrate_refuses_a_table_it_did_not_create() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_may_only_use_the_table_can_migrate_and_work() {
     let db = TestDb::new();
-    db.backend().await; // a DBA created the table
+    store(&db).await; // a DBA created the table
     let role = format!("{}_app", db.schema());
     let client = db.client().await;
     let records = db.records();
@@ -173,13 +166,7 @@ async fn a_role_that_may_only_use_the_table_can_migrate_and_work() {
         ))
         .await
         .unwrap();
-    let mut config: tokio_postgres::Config = db.url().parse().unwrap();
-    config.user(&role);
-    let pool = Pool::builder(Manager::new(config, NoTls))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .unwrap();
-    let backend = PostgresBackend::from_pool(pool).with_schema(db.schema());
+    let backend = store_as(&db, &role, db.schema());
     backend
         .migrate()
         .await
@@ -199,7 +186,7 @@ async fn a_role_that_may_only_use_the_table_can_migrate_and_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_and_expiry_follow_the_database_clock() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     let lease = Duration::from_secs(10);
     backend
@@ -244,7 +231,7 @@ async fn leases_and_expiry_follow_the_database_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_row_counts_as_absent_and_is_overwritten_in_place() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     for (key, output) in [("completed", Some(b"old".as_slice())), ("claimed", None)] {
         let token = acquire(&backend, key).await;
@@ -283,7 +270,7 @@ async fn an_expired_row_counts_as_absent_and_is_overwritten_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_claim_stores_its_callers_token() {
     let db = TestDb::new();
-    let backend = db.backend().await;
+    let backend = store(&db).await;
     let client = db.client().await;
     for value in [1, u64::MAX, 0x8000_0000_0000_0000, 42, 7] {
         let token = FencingToken::new(value);
@@ -310,9 +297,7 @@ async fn each_claim_stores_its_callers_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_closed_when_the_database_is_down() {
     let server = PostgresServer::start();
-    let backend = PostgresBackend::connect(&server.url())
-        .await
-        .unwrap()
+    let backend = store_at(&server.url()).await
         .with_operation_timeout(Duration::from_secs(2));
     backend.migrate().await.unwrap();
     acquire(&backend, "before").await;
@@ -323,7 +308,10 @@ async fn fails_closed_when_the_database_is_down() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
-    let error = PostgresBackend::connect(&url).await.unwrap_err();
+    // Connecting is the tokio-postgres store's own (sqlx users bring a pool).
+    let error = idempotent_postgres::PostgresBackend::connect(&url)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
     assert!(
         !error.to_string().contains("postgres@"),
@@ -334,22 +322,20 @@ async fn fails_closed_when_the_database_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_says_to_migrate() {
     let db = TestDb::new();
-    let backend = PostgresBackend::connect(db.url())
-        .await
-        .unwrap()
+    let backend = store_at(db.url()).await
         .with_schema(db.schema());
     let error = backend
         .claim("k", &fp("a"), FencingToken::generate(), LONG)
         .await
         .unwrap_err();
     assert!(
-        error.to_string().contains("run PostgresBackend::migrate"),
+        error.to_string().contains(&format!("run {STORE}::migrate")),
         "{error}"
     );
 }
 
 #[idempotent(key = order, skip(store, runs), backend = store, scope = "tests::pg", wait = "30s")]
-async fn ship(store: &PostgresBackend, runs: &AtomicUsize, order: u32) -> Result<String, Error> {
+async fn ship(store: &Store, runs: &AtomicUsize, order: u32) -> Result<String, Error> {
     let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(format!("order {order} shipped by run {run}"))
@@ -358,7 +344,7 @@ async fn ship(store: &PostgresBackend, runs: &AtomicUsize, order: u32) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_attribute_runs_on_postgres_once_per_key() {
     let db = TestDb::new();
-    let store = Arc::new(db.backend().await);
+    let store = Arc::new(store(&db).await);
     let runs = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..32)
         .map(|_| {
@@ -375,4 +361,5 @@ async fn the_attribute_runs_on_postgres_once_per_key() {
         results,
         HashSet::from(["order 7 shipped by run 1".to_owned()])
     );
+}
 }

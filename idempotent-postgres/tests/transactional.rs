@@ -10,18 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotent_core::{BackendErrorKind, Error, Idempotency};
-use idempotent_postgres::tokio_postgres::{self, Client};
-use idempotent_postgres::PostgresBackend;
+use idempotent_postgres::tokio_postgres::Client;
 use support::gate::{self, Gate, Point};
 use support::TestDb;
 use tokio::sync::{mpsc, Notify};
 
+for_each_driver! {
 #[derive(Debug, thiserror::Error)]
 enum OrderError {
     #[error(transparent)]
     Idempotency(#[from] Error),
     #[error(transparent)]
-    Database(#[from] tokio_postgres::Error),
+    Database(#[from] DbError),
     #[error("declined")]
     Declined,
 }
@@ -30,7 +30,7 @@ enum OrderError {
 /// side effect.
 struct Fixture {
     db: TestDb,
-    store: PostgresBackend,
+    store: Store,
     client: Client,
     /// `"schema".effects`: pooled connections do not use the test schema.
     effects: String,
@@ -39,7 +39,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Fixture {
         let db = TestDb::new();
-        let store = db.backend().await;
+        let store = store(&db).await;
         let client = db.client().await;
         client
             .batch_execute("CREATE TABLE effects (key text NOT NULL, note text NOT NULL)")
@@ -95,7 +95,7 @@ impl Fixture {
     /// A call that writes `note` and returns it: the retry after a failure.
     async fn place(
         &self,
-        store: &PostgresBackend,
+        store: &Store,
         scope: &'static str,
         note: &str,
     ) -> Result<String, OrderError> {
@@ -269,7 +269,7 @@ async fn duplicates_are_refused_or_wait_for_the_result() {
         })
     };
     started.notified().await;
-    let never = async |_: &tokio_postgres::Transaction<'_>| -> Result<String, OrderError> {
+    let never = async |_: Tx<'_, '_>| -> Result<String, OrderError> {
         unreachable!("a duplicate never runs the body")
     };
     let duplicate = f
@@ -516,7 +516,7 @@ async fn a_connection_aborted_in_the_body_commits_nothing() {
 async fn abort_at(point: Point) {
     let f = Fixture::new().await;
     let name = format!("{}-{point:?}", f.db.schema());
-    let store = f.db.backend_named(&name);
+    let store = store_named(&f.db, &name, 3);
     let gate = Gate::install(f.db.client().await, point, &f.db.records(), &f.effects).await;
     let call = {
         let (store, insert) = (store.clone(), f.insert("gated"));
@@ -580,8 +580,8 @@ async fn invalid_durations_are_refused_before_the_body_runs() {
     let f = Fixture::new().await;
     let ran = AtomicUsize::new(0);
     let calls: [fn(
-        idempotent_postgres::Transactional<'_>,
-    ) -> idempotent_postgres::Transactional<'_>; 3] = [
+        idempotent_postgres::Transactional<'_, Store>,
+    ) -> idempotent_postgres::Transactional<'_, Store>; 3] = [
         |call| call.lease(Duration::ZERO),
         |call| call.ttl(Duration::MAX),
         |call| call.wait(Duration::ZERO),
@@ -644,4 +644,5 @@ async fn a_none_key_runs_without_a_record_or_is_refused() {
         "{refused:?}"
     );
     assert_eq!(f.effects().await, ["first", "second"]);
+}
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use idempotent_core::Error;
-use idempotent_postgres::tokio_postgres::{self, Client};
+use idempotent_postgres::tokio_postgres::Client;
 use support::gate::{Gate, Point};
 use support::TestDb;
 
@@ -57,12 +57,13 @@ impl Stop {
     }
 }
 
+for_each_driver! {
 #[derive(Debug, thiserror::Error)]
 enum OrderError {
     #[error(transparent)]
     Idempotency(#[from] Error),
     #[error(transparent)]
-    Database(#[from] tokio_postgres::Error),
+    Database(#[from] DbError),
 }
 
 /// Not a test: the entry point of the helper process (a no-op unless
@@ -84,7 +85,7 @@ fn helper_process_entry_point() {
 }
 
 async fn helper(url: &str, schema: &str, stop: Stop, name: &str) {
-    let store = support::named_backend(url, schema, name);
+    let store = store_named_at(url, schema, name, 3);
     let insert = format!("INSERT INTO \"{schema}\".effects VALUES ('helper')");
     let result: Result<String, OrderError> = store
         .transactional()
@@ -121,6 +122,12 @@ async fn hang() -> ! {
     std::process::exit(3)
 }
 
+/// The helper's test name, in this driver's module: `on_sqlx::helper_process_entry_point`.
+fn helper_test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, module)| module);
+    format!("{module}::helper_process_entry_point")
+}
+
 /// The helper process, killed on drop.
 struct Helper {
     child: Child,
@@ -134,7 +141,7 @@ impl Helper {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "helper_process_entry_point",
+                &helper_test_name(),
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -252,7 +259,7 @@ async fn until_disconnected(client: &Client, name: &str) {
 /// the write happened exactly once. Returns what the crash left.
 async fn crash_at(stop: Stop) -> Left {
     let db = TestDb::new();
-    let store = db.backend().await;
+    let store = store(&db).await;
     let client = db.client().await;
     client
         .batch_execute("CREATE TABLE effects (note text NOT NULL)")
@@ -363,4 +370,5 @@ async fn killed_in_the_commit_leaves_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_commit_leaves_both() {
     assert_eq!(crash_at(Stop::Committed).await, both());
+}
 }

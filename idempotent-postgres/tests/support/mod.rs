@@ -4,12 +4,12 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod drivers;
 pub mod gate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use idempotent_postgres::deadpool_postgres::{Manager, Pool, Runtime};
 use idempotent_postgres::tokio_postgres::{self, NoTls};
 use idempotent_postgres::PostgresBackend;
 use idempotent_test_support::postgres::PostgresServer;
@@ -61,13 +61,6 @@ impl TestDb {
         backend
     }
 
-    /// A backend on this test's schema, on a pool of its own whose
-    /// connections show as `application_name` in `pg_stat_activity` (so a
-    /// test can find them), built with `from_pool`; not migrated.
-    pub fn backend_named(&self, application_name: &str) -> PostgresBackend {
-        named_backend(&self.url, &self.schema, application_name)
-    }
-
     /// The records table of [`backend`](Self::backend), quoted.
     pub fn records(&self) -> String {
         format!("\"{}\".idempotent_records", self.schema)
@@ -113,21 +106,6 @@ impl Drop for TestDb {
             eprintln!("could not drop the test schema {}: {error}", self.schema);
         }
     }
-}
-
-/// A backend on `schema` at `url` whose connections are named
-/// `application_name`, on a small pool of its own (3 connections: tests
-/// with ten of them stay well under a server's default 100 connections);
-/// not migrated.
-pub fn named_backend(url: &str, schema: &str, application_name: &str) -> PostgresBackend {
-    let mut config: tokio_postgres::Config = url.parse().expect("a valid test URL");
-    config.application_name(application_name);
-    let pool = Pool::builder(Manager::new(config, NoTls))
-        .max_size(3)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .expect("a pool");
-    PostgresBackend::from_pool(pool).with_schema(schema)
 }
 
 /// A plain connection, its connection task spawned on the current runtime.
