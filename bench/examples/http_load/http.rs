@@ -67,3 +67,20 @@ fn parse(raw: &str) -> Option<Reply> {
         body: body.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_is_split_into_status_headers_and_body() {
+        let reply = parse(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nContent-Length: 2\r\n\r\nok",
+        )
+        .expect("a response");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("set-cookie"), Some("session=abc; Path=/"));
+        assert_eq!(reply.body, "ok");
+        assert!(parse("garbage").is_none());
+    }
+}

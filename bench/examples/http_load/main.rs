@@ -462,6 +462,9 @@ fn print_ratios(table: &[(&str, usize, Figures)]) {
     };
     println!("ratios of req/s within this run:");
     for connections in CONNECTIONS {
+        if !table.iter().any(|(_, c, _)| *c == connections) {
+            continue;
+        }
         let plain = per_sec(PLAIN, connections);
         let get = per_sec(REDIS_GET, connections);
         let memory_replay = per_sec(MEMORY_REPLAY, connections) / plain;
@@ -499,4 +502,49 @@ fn write_csv(path: &Path, table: &[(&str, usize, Figures)]) {
     }
     std::fs::write(path, csv).expect("write the CSV");
     println!("\nCSV: {}", path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(requests: u64) -> wrk::Report {
+        wrk::Report {
+            requests,
+            duration: Duration::from_secs(1),
+            ..wrk::Report::default()
+        }
+    }
+
+    #[test]
+    fn a_replay_that_ran_the_handler_is_refused() {
+        let replay = &SCENARIOS[1];
+        assert!(!replay.runs_handler);
+        assert!(check(replay, 16, &report(1000), 0).is_none());
+        let why = check(replay, 16, &report(1000), 3).expect("refused");
+        assert!(why.contains("ran 3 times"), "{why}");
+    }
+
+    #[test]
+    fn a_first_run_must_run_the_handler_once_per_request() {
+        let first = &SCENARIOS[2];
+        assert!(first.fresh && first.runs_handler);
+        // Up to one request per connection may still be in flight at the end.
+        assert!(check(first, 16, &report(1000), 1000).is_none());
+        assert!(check(first, 16, &report(1000), 1016).is_none());
+        assert!(check(first, 16, &report(1000), 999).is_some());
+        assert!(check(first, 16, &report(1000), 1017).is_some());
+    }
+
+    #[test]
+    fn error_statuses_and_socket_errors_invalidate_a_run() {
+        let plain = &SCENARIOS[0];
+        let mut refused = report(1000);
+        refused.status_errors = 1;
+        assert!(check(plain, 1, &refused, 1000).is_some());
+        let mut broken = report(1000);
+        broken.socket_errors = 2;
+        assert!(check(plain, 1, &broken, 1000).is_some());
+        assert!(check(plain, 1, &report(0), 0).is_some());
+    }
 }

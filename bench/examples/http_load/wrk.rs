@@ -160,3 +160,23 @@ fn exited_cpu(pid: u32) -> Duration {
     }
     crate::cpu::of(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_line_of_the_script_is_read() {
+        let report = parse(
+            "requests=5000 duration_us=2000000 status=3 connect=1 read=2 write=0 timeout=4 p50_us=120 p99_us=900",
+        )
+        .expect("a report");
+        assert_eq!(report.requests, 5000);
+        assert_eq!(report.per_sec(), 2500.0);
+        assert_eq!(report.status_errors, 3);
+        assert_eq!(report.socket_errors, 7);
+        assert_eq!(report.p50, Duration::from_micros(120));
+        assert_eq!(report.p99, Duration::from_micros(900));
+        assert!(parse("requests=5000").is_none());
+    }
+}
