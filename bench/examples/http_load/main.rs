@@ -328,6 +328,7 @@ fn main() {
 
     let mut invalid: Vec<String> = Vec::new();
     let mut table: Vec<(&str, usize, Figures)> = Vec::new();
+    let mut all_rounds: BTreeMap<(usize, &str), Vec<Measured>> = BTreeMap::new();
     for connections in CONNECTIONS {
         if only_connections.is_some_and(|only| only != connections) {
             continue;
@@ -396,9 +397,14 @@ fn main() {
             table.push((scenario.name, connections, figures));
         }
         println!();
+        all_rounds.extend(
+            measured
+                .into_iter()
+                .map(|(name, rounds)| ((connections, name), rounds)),
+        );
     }
 
-    print_ratios(&table);
+    print_ratios(&all_rounds);
     write_csv(&target.join("http_load.csv"), &table);
 
     if !invalid.is_empty() {
@@ -448,40 +454,68 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-fn print_ratios(table: &[(&str, usize, Figures)]) {
-    let per_sec = |name: &str, connections: usize| {
-        table
-            .iter()
-            .find(|(n, c, _)| *n == name && *c == connections)
-            .map_or(f64::NAN, |(_, _, figures)| figures.per_sec)
-    };
-    let verdict = |ratio: f64, target: f64| match ratio >= target {
-        _ if ratio.is_nan() => "",
-        true => "met",
-        false => "NOT met",
-    };
-    println!("ratios of req/s within this run:");
-    for connections in CONNECTIONS {
-        if !table.iter().any(|(_, c, _)| *c == connections) {
-            continue;
-        }
-        let plain = per_sec(PLAIN, connections);
-        let get = per_sec(REDIS_GET, connections);
-        let memory_replay = per_sec(MEMORY_REPLAY, connections) / plain;
-        let memory_first = per_sec(MEMORY_FIRST, connections) / plain;
-        let redis_replay = per_sec(REDIS_REPLAY, connections) / get;
-        println!(
-            "  c={connections:<3} memory replay/plain {memory_replay:.2} (>= 0.7 {})  \
-             memory first run/plain {memory_first:.2} (>= 0.5 {})  \
-             Redis replay/raw GET {redis_replay:.2} (>= 0.8 {})  \
-             Redis first run/raw GET {:.2}  peer replay/plain {:.2}  peer first run/plain {:.2}",
-            verdict(memory_replay, 0.7),
-            verdict(memory_first, 0.5),
-            verdict(redis_replay, 0.8),
-            per_sec(REDIS_FIRST, connections) / get,
-            per_sec(PEER_REPLAY, connections) / plain,
-            per_sec(PEER_FIRST, connections) / plain,
+/// Throughput ratios, each the median over rounds of the ratio of two
+/// scenarios measured one after the other in the same round (so a burst of
+/// load from elsewhere moves both), with the lowest and highest round; and
+/// the inverse ratio of their CPU per request (server, Redis and `wrk`
+/// together), what the throughput ratio would be if these three processes had
+/// the two cores to themselves.
+fn print_ratios(rounds: &BTreeMap<(usize, &str), Vec<Measured>>) {
+    let ratio = |ours: &str, reference: &str, connections: usize| -> Option<(f64, f64, f64)> {
+        let (ours, reference) = (
+            rounds.get(&(connections, ours))?,
+            rounds.get(&(connections, reference))?,
         );
+        let mut ratios: Vec<f64> = ours
+            .iter()
+            .zip(reference)
+            .map(|(ours, reference)| ours.report.per_sec() / reference.report.per_sec())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        Some((
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        ))
+    };
+    let cpu_per_request = |name: &str, connections: usize| -> Option<f64> {
+        let rounds = rounds.get(&(connections, name))?;
+        let cpu: Duration = rounds
+            .iter()
+            .map(|m| m.server_cpu + m.redis_cpu + m.report.cpu)
+            .sum();
+        let requests: u64 = rounds.iter().map(|m| m.report.requests).sum();
+        Some(cpu.as_secs_f64() / requests.max(1) as f64)
+    };
+    let comparisons: [(&str, &str, Option<f64>); 7] = [
+        (MEMORY_REPLAY, PLAIN, Some(0.7)),
+        (MEMORY_FIRST, PLAIN, Some(0.5)),
+        (REDIS_REPLAY, REDIS_GET, Some(0.8)),
+        (REDIS_FIRST, REDIS_GET, None),
+        (PEER_REPLAY, PLAIN, None),
+        (PEER_FIRST, PLAIN, None),
+        (REDIS_GET, PLAIN, None),
+    ];
+    println!(
+        "ratios of req/s, median over rounds of the ratio within a round [lowest-highest round]:"
+    );
+    for connections in CONNECTIONS {
+        for (ours, reference, target) in comparisons {
+            let Some((median, low, high)) = ratio(ours, reference, connections) else {
+                continue;
+            };
+            let verdict = match target {
+                Some(target) if median >= target => format!("target >= {target}: met"),
+                Some(target) => format!("target >= {target}: NOT met"),
+                None => String::new(),
+            };
+            let by_cpu = cpu_per_request(reference, connections).unwrap_or(f64::NAN)
+                / cpu_per_request(ours, connections).unwrap_or(f64::NAN);
+            println!(
+                "  c={connections:<3} {:<50} {median:.2} [{low:.2}-{high:.2}]  by CPU {by_cpu:.2}  {verdict}",
+                format!("{ours} / {reference}")
+            );
+        }
     }
 }
 
