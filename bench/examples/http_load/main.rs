@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use idempotent_bench::request;
@@ -263,12 +263,12 @@ fn prime(server: &ServerProcess, scenario: &Scenario, body: &str, cookie: Option
     }
 }
 
-fn main() {
+fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let first = args.next();
     if first.as_deref() == Some("serve") {
         server::serve(&args.next().expect("serve <redis url>"));
-        return;
+        return ExitCode::SUCCESS;
     }
     let only_scenario = first.filter(|only| !only.is_empty());
     let only_connections: Option<usize> = args.next().map(|connections| {
@@ -412,8 +412,10 @@ fn main() {
         for line in &invalid {
             eprintln!("  {line}");
         }
-        std::process::exit(1);
+        // Returned, not `exit`ed, so the server and Redis are stopped.
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }
 
 /// Why a run does not measure what it claims to, if it does not.
