@@ -317,9 +317,10 @@ fn main() -> ExitCode {
         .collect();
     println!(
         "server {} (1 thread), private redis-server {}, wrk 4 (1 thread); \
-         {rounds} rounds of {seconds} s per scenario\n",
+         {rounds} rounds of {seconds} s per scenario; load average {}\n",
         server.addr,
-        redis.port()
+        redis.port(),
+        load_average()
     );
     println!(
         "{:<28} {:>5} {:>9} {:>8} {:>8} {:>11} {:>11} {:>11}",
@@ -404,6 +405,7 @@ fn main() -> ExitCode {
         );
     }
 
+    println!("load average {}\n", load_average());
     print_ratios(&all_rounds);
     write_csv(&target.join("http_load.csv"), &table);
 
@@ -450,6 +452,13 @@ fn check(
         return Some(format!("the handler ran {ran} times during replays"));
     }
     None
+}
+
+/// The machine's load over the last 1, 5 and 15 minutes: how much else ran.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|line| line.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn micros(duration: Duration) -> f64 {
