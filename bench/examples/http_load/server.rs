@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderName, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_idempotent::{IdempotentLayer, IdempotentOptions};
@@ -69,25 +70,29 @@ async fn charge<const ROUTE: usize>(
 }
 
 /// The reference for the layer on Redis: the same request, and one raw
-/// `GET` round trip whose value is the answer.
+/// `GET` round trip whose value is the answer (a 503 if Redis fails, which
+/// the run's checks count).
 async fn redis_get(
     State(mut app): State<App>,
     Json(_request): Json<ChargeRequest>,
-) -> ([(axum::http::HeaderName, &'static str); 1], Vec<u8>) {
+) -> Result<([(HeaderName, &'static str); 1], Vec<u8>), StatusCode> {
     app.runs.0[REDIS_GET].fetch_add(1, Ordering::Relaxed);
-    let value: Vec<u8> = app.redis.get(GET_KEY).await.unwrap_or_default();
-    ([(CONTENT_TYPE, "application/json")], value)
+    let value: Vec<u8> = app
+        .redis
+        .get(GET_KEY)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    Ok(([(CONTENT_TYPE, "application/json")], value))
 }
 
 /// Opens a session for the peer, whose layer only caches within one.
-async fn login(session: Session<MokaStore>) -> &'static str {
-    match session
-        .set("user", &1u64, Ttl::new(86_400).expect("a ttl"), None)
+async fn login(session: Session<MokaStore>) -> Result<&'static str, StatusCode> {
+    let ttl = Ttl::new(86_400).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    session
+        .set("user", &1u64, ttl, None)
         .await
-    {
-        Ok(()) => "session opened",
-        Err(_) => "no session",
-    }
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok("session opened")
 }
 
 async fn runs(State(app): State<App>) -> String {
