@@ -16,6 +16,7 @@ use redis::Client;
 use crate::connection::{self, Connection};
 use crate::error::backend_error;
 use crate::local_cache::LocalCache;
+use crate::replica_acks::ReplicaAcks;
 
 /// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
 pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
@@ -61,6 +62,7 @@ pub struct RedisBackend {
     pub(crate) key_prefix: String,
     pub(crate) max_output_bytes: usize,
     pub(crate) local_cache: Option<Arc<LocalCache>>,
+    pub(crate) replica_acks: Option<ReplicaAcks>,
 }
 
 impl RedisBackend {
@@ -209,6 +211,7 @@ impl RedisBackend {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             local_cache: None,
+            replica_acks: None,
         }
     }
 
@@ -268,6 +271,49 @@ impl RedisBackend {
         self
     }
 
+    /// Waits, after each claim, completion and renewal, until `replicas`
+    /// replicas have it (`WAIT replicas timeout`, in the same pipeline: one
+    /// round trip still, longer by the replication lag), so that a failover
+    /// to one of them does not forget it. A claim that fewer replicas
+    /// acknowledge in time is not relied on: the call fails closed with
+    /// [`Error::Backend`](idempotent_core::Error) (`Unavailable`), its body
+    /// does not run, and the engine releases the claim. A completion or a
+    /// renewal that fewer replicas acknowledge is reported `Unavailable`,
+    /// and the engine retries it as any failed one. Replays and releases do
+    /// not wait (see the crate docs). On Redis Cluster the `WAIT` goes to the
+    /// master that owns the key and counts its replicas.
+    ///
+    /// `replicas` must be at least 1 and `timeout` between 1 ms and 1 s: a
+    /// `WAIT` holds every later command on the store's shared connection
+    /// until it returns, so while a replica is slow or down every call on
+    /// this backend waits up to `timeout` (and then fails closed). Pick a
+    /// `timeout` a few times the replication lag, not more.
+    ///
+    /// `WAIT` does not make Redis strongly consistent: a failover may promote
+    /// a replica that did not acknowledge (with more replicas than
+    /// `replicas`), and a replica that did may lose the write in its own
+    /// crash before it persisted it. The crate docs' table says what
+    /// survives what.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use std::time::Duration;
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect("redis://10.0.0.1:6379")
+    ///     .await?
+    ///     .with_replica_acks(1, Duration::from_millis(100))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_replica_acks(
+        mut self,
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        self.replica_acks = Some(ReplicaAcks::new(replicas, timeout)?);
+        Ok(self)
+    }
+
     /// The Redis key of the record stored under `key`.
     pub fn record_key(&self, key: &str) -> String {
         let mut record_key = String::with_capacity(self.key_prefix.len() + key.len());
@@ -284,6 +330,7 @@ impl fmt::Debug for RedisBackend {
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
             .field("local_cache", &self.local_cache.is_some())
+            .field("replica_acks", &self.replica_acks)
             .finish_non_exhaustive()
     }
 }

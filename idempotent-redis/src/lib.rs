@@ -58,6 +58,7 @@ mod error;
 mod local_cache;
 mod operations;
 mod record;
+mod replica_acks;
 mod scripts;
 
 pub use crate::backend::{RedisBackend, DEFAULT_KEY_PREFIX, DEFAULT_MAX_OUTPUT_BYTES};
