@@ -100,6 +100,81 @@ impl RedisBackend {
         Self::with_connection(Connection::Single(connection))
     }
 
+    #[cfg(feature = "sentinel")]
+    /// Connects to the primary that the Redis Sentinels at `sentinel_urls`
+    /// (`redis://host:port` of the sentinels, not of the servers) name
+    /// `master_name`, and follows the primary they promote after a failover.
+    /// Behind the `sentinel` feature.
+    ///
+    /// When a command fails in a way that says the node may not be the
+    /// primary any more (the connection dropped or timed out, the node
+    /// refused, or answered `READONLY` because it was demoted to a replica),
+    /// the store asks the sentinels for the primary again in the background
+    /// (at most every 250 ms) and, when they name another node, uses it for
+    /// later calls. Calls in between fail closed with
+    /// [`Error::Backend`](idempotent_core::Error); their bodies do not run.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use std::time::Duration;
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect_sentinel(
+    ///     &["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "payments",
+    /// )
+    /// .await?
+    /// .with_replica_acks(1, Duration::from_millis(100))?;
+    /// idempotent_core::set_default_backend(store).expect("set once, at start-up");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails at once when no sentinel answers, none knows `master_name`, or
+    /// the primary they name cannot be reached. For credentials or TLS,
+    /// build a [`SentinelClient`](redis::sentinel::SentinelClient) (its
+    /// `SentinelClientBuilder`) and pass it to
+    /// [`from_sentinel_client`](Self::from_sentinel_client).
+    pub async fn connect_sentinel(
+        sentinel_urls: &[impl AsRef<str>],
+        master_name: &str,
+    ) -> Result<Self, BackendError> {
+        let urls: Vec<&str> = sentinel_urls.iter().map(AsRef::as_ref).collect();
+        let client = redis::sentinel::SentinelClient::build(
+            urls.clone(),
+            master_name.to_owned(),
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|error| {
+            BackendError::new(
+                BackendErrorKind::Other,
+                format!("invalid Redis Sentinel URLs {urls:?}"),
+            )
+            .with_source(error)
+        })?;
+        Self::from_sentinel_client(client).await
+    }
+
+    #[cfg(feature = "sentinel")]
+    /// Connects through an already configured
+    /// [`SentinelClient`](redis::sentinel::SentinelClient) for the primary
+    /// (`SentinelServerType::Master`), as
+    /// [`connect_sentinel`](Self::connect_sentinel) does, and warns when the
+    /// primary's `maxmemory-policy` may evict records (see the crate docs).
+    pub async fn from_sentinel_client(
+        client: redis::sentinel::SentinelClient,
+    ) -> Result<Self, BackendError> {
+        let sentinel = crate::sentinel::Sentinel::connect(client)
+            .await
+            .map_err(|error| {
+                backend_error(
+                    error,
+                    "could not connect to the primary named by Redis Sentinel",
+                )
+            })?;
+        Ok(Self::with_connection(Connection::Sentinel(sentinel)))
+    }
+
     #[cfg(feature = "cluster")]
     /// Connects to the Redis Cluster that the nodes at `urls` belong to
     /// (`redis://host:port`; one reachable node is enough, the others are

@@ -60,5 +60,7 @@ mod operations;
 mod record;
 mod replica_acks;
 mod scripts;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 
 pub use crate::backend::{RedisBackend, DEFAULT_KEY_PREFIX, DEFAULT_MAX_OUTPUT_BYTES};

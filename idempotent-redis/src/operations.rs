@@ -141,33 +141,29 @@ impl RedisBackend {
                     .await
                     .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms), None))
             }
-            (false, Some(acks)) => {
-                let mut pipeline = redis::pipe();
-                pipeline.add_command(command);
-                acks.append_to(&mut pipeline);
-                pipeline
-                    .query_async::<(Value, Value)>(&mut connection)
-                    .await
-                    .map(|(reply, wait)| (reply, None, Some(wait)))
-            }
+            (false, Some(acks)) => self
+                .send(&mut connection, command, Some(acks))
+                .await
+                .map(|(reply, wait)| (reply, None, wait)),
             (true, Some(acks)) => {
                 // The transaction as above, spelled out, and WAIT after it:
-                // inside MULTI a WAIT would not wait.
+                // inside MULTI a WAIT would not wait. Every reply is read,
+                // so a refusal of the queued SET (READONLY on a demoted
+                // primary, a syntax error) shows as itself, not as EXEC's
+                // abort.
                 let mut pipeline = redis::pipe();
                 pipeline
+                    .ignore_errors()
                     .cmd("MULTI")
-                    .ignore()
                     .add_command(command)
-                    .ignore()
                     .cmd("PTTL")
                     .arg(record_key)
-                    .ignore()
                     .cmd("EXEC");
                 acks.append_to(&mut pipeline);
-                pipeline
-                    .query_async::<((Value, i64), Value)>(&mut connection)
-                    .await
-                    .map(|((reply, expires_in_ms), wait)| (reply, Some(expires_in_ms), Some(wait)))
+                match pipeline.query_async::<Vec<Value>>(&mut connection).await {
+                    Ok(replies) => transaction_with_wait(replies),
+                    Err(error) => Err(error),
+                }
             }
         };
         sent.map_err(|error| {
@@ -372,6 +368,39 @@ impl Backend for RedisBackend {
     /// call's release is sent after its claim on that one connection.
     fn detached(&self) -> Option<Arc<dyn Backend>> {
         Some(Arc::new(self.clone()))
+    }
+}
+
+/// The replies of `MULTI`, `SET`, `PTTL`, `EXEC`, `WAIT`: the claim's reply,
+/// the record's `PTTL` and the `WAIT` reply, or the first refusal.
+fn transaction_with_wait(
+    replies: Vec<Value>,
+) -> Result<(Value, Option<i64>, Option<Value>), RedisError> {
+    if let Some(refused) = replies.iter().find_map(|reply| match reply {
+        Value::ServerError(error) => Some(error.clone()),
+        _ => None,
+    }) {
+        return Err(refused.into());
+    }
+    let mut replies = replies.into_iter().skip(3);
+    match (replies.next(), replies.next()) {
+        (Some(Value::Array(executed)), Some(wait)) => {
+            let mut executed = executed.into_iter();
+            match (executed.next(), executed.next()) {
+                (Some(reply), Some(Value::Int(expires_in_ms))) => {
+                    Ok((reply, Some(expires_in_ms), Some(wait)))
+                }
+                other => Err(RedisError::from((
+                    ErrorKind::Parse,
+                    "unexpected reply to a claim in a transaction",
+                    format!("{other:?}"),
+                ))),
+            }
+        }
+        _ => Err(RedisError::from((
+            ErrorKind::Parse,
+            "unexpected reply to a claim in a transaction",
+        ))),
     }
 }
 
