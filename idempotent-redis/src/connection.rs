@@ -132,6 +132,17 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Tells the connection that a write through it was not acknowledged
+    /// by enough replicas.
+    pub(crate) fn unacknowledged(&self) {
+        #[cfg(feature = "sentinel")]
+        if let Self::Sentinel(sentinel) = self {
+            sentinel.resolve_in_background();
+        }
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -218,7 +218,11 @@ impl RedisBackend {
         operation: &str,
     ) -> Result<(), BackendError> {
         match (&self.replica_acks, wait) {
-            (Some(acks), Some(wait)) => acks.check(wait, record_key, operation),
+            (Some(acks), Some(wait)) => acks.check(wait, record_key, operation).inspect_err(|_| {
+                // A primary whose replicas went away may have been replaced
+                // by one of them.
+                self.connection.unacknowledged();
+            }),
             (Some(_), None) => Err(unexpected(record_key, operation, &Value::Nil)),
             (None, _) => Ok(()),
         }

@@ -79,7 +79,8 @@ impl Sentinel {
         }
     }
 
-    fn resolve_in_background(self: &Arc<Self>) {
+    /// Looks the primary up again in the background, at most every 250 ms.
+    pub(crate) fn resolve_in_background(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -105,19 +105,22 @@ impl RedisReplicaSet {
         let live = self.replicas().iter().filter(|node| node.is_up()).count();
         let deadline = Instant::now() + SYNC_TIMEOUT;
         loop {
-            let replication: String = self.primary().query(redis::cmd("INFO").arg("replication"));
+            // Sentinel drops clients of the nodes it reconfigures: an error is tried again.
+            let replication = self
+                .primary()
+                .try_query::<String>(redis::cmd("INFO").arg("replication"))
+                .unwrap_or_else(|error| error.to_string());
             let connected = info::field(&replication, "connected_slaves")
                 .and_then(|count| count.parse::<usize>().ok())
                 .unwrap_or(0);
-            if connected >= live {
-                let acked: usize = self.primary().query(
-                    redis::cmd("WAIT")
-                        .arg(live)
-                        .arg(SYNC_TIMEOUT.as_millis() as u64),
-                );
-                if acked >= live {
-                    return;
-                }
+            // A short WAIT, tried again: the connection's read timeout is 10 s.
+            if connected >= live
+                && self
+                    .primary()
+                    .try_query::<usize>(redis::cmd("WAIT").arg(live).arg(1_000))
+                    .is_ok_and(|acked| acked >= live)
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
