@@ -236,10 +236,13 @@ impl RedisBackend {
         operation: Operation,
     ) -> Result<CasOutcome, BackendError> {
         let (reply, wait) = self.invoke(script, key, args, operation).await?;
+        let waits = operation.waits();
         let operation = operation.name();
         match reply {
             Value::Int(1) => {
-                self.check_acks(wait.as_ref(), &self.record_key(key), operation)?;
+                if waits {
+                    self.check_acks(wait.as_ref(), &self.record_key(key), operation)?;
+                }
                 Ok(CasOutcome::Applied)
             }
             Value::Int(0) => Ok(CasOutcome::Fenced),

@@ -3,6 +3,13 @@
 //! round trip, and runs unchanged on Redis Cluster. (A claim first tries a
 //! plain `SET .. NX GET`, which settles a replay and a new key without Lua.)
 //!
+//! Each script opens with a `#!lua` line and no flags, which tells Redis
+//! (7.0 and newer) that it may write: a replica refuses it at once with
+//! `READONLY`, rather than run it on its own copy. A store whose connection
+//! came back to a primary demoted to replica must not be told "fenced" by a
+//! replica that lacks the claim: the engine would give up a completion that
+//! the real primary still waits for.
+//!
 //! A script runs with `EVALSHA`; a server that has not cached it (new,
 //! restarted, flushed, or a cluster node that never ran it) answers
 //! `NOSCRIPT`, and the call is sent again once as `EVAL` with the source,
@@ -77,7 +84,7 @@ pub(crate) const CORRUPT: i64 = -1;
 /// `{3, output}`, `{4}` or `{-1, reason}`.
 pub(crate) static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
-        r#"
+        r#"#!lua
 local key, fingerprint, token, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local record = redis.call('GET', key)
 
@@ -140,7 +147,7 @@ return claim(1)
 /// ARGV[1] the token (hex).
 macro_rules! held_by_token {
     () => {
-        r#"
+        r#"#!lua
 local header = redis.call('GETRANGE', KEYS[1], 0, 53)
 if header == '' then
     return 0

@@ -115,7 +115,7 @@ impl RedisSentinel {
         loop {
             if let Some(port) = self.primary_port().filter(|&port| port != before) {
                 set.primary_moved_to(port);
-                if crate::redis_replica_set::is_primary(set.primary()) {
+                if crate::redis_replica_set::is_primary(set.primary()) && self.settled() {
                     return set.primary_index();
                 }
             }
@@ -152,6 +152,22 @@ impl RedisSentinel {
             }
             thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// Whether no sentinel has a failover in progress: until it ends, a sentinel may still
+    /// abort it and turn the promoted replica back.
+    fn settled(&self) -> bool {
+        self.sentinels.iter().all(|sentinel| {
+            sentinel
+                .query::<std::collections::HashMap<String, String>>(
+                    redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME),
+                )
+                .is_ok_and(|master| {
+                    master
+                        .get("flags")
+                        .is_some_and(|flags| !flags.contains("failover"))
+                })
+        })
     }
 
     /// Every sentinel's log.
@@ -266,7 +282,7 @@ fn write_config(path: &Path, dir: &Path, port: u16, primary_port: u16, quorum: u
          logfile {dir}/{LOG_FILE}\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}\n\
          sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
-         sentinel failover-timeout {MASTER_NAME} 3000\n\
+         sentinel failover-timeout {MASTER_NAME} 10000\n\
          sentinel parallel-syncs {MASTER_NAME} 1\n"
     );
     std::fs::write(path, config)
