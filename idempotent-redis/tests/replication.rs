@@ -223,7 +223,7 @@ async fn with_acks_a_completion_without_acks_is_unavailable_and_its_retry_lands(
 }
 
 /// Through the engine: the replica is paused while the body runs and back
-/// half a second later; the completion is retried until acknowledged, the
+/// two ack timeouts later; the completion is retried until acknowledged, the
 /// call answers its result, and the body ran once.
 #[test]
 fn the_engine_retries_an_unacknowledged_completion_until_the_replica_is_back() {
@@ -243,7 +243,8 @@ fn the_engine_retries_an_unacknowledged_completion_until_the_replica_is_back() {
             while runs.load(Ordering::SeqCst) == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(500));
+            // Longer than the ack timeout: the first completion is not acknowledged.
+            std::thread::sleep(ACK_TIMEOUT * 2);
             replica.resume();
         });
         let answer = runtime.block_on(Idempotency::new(&store).scope("tests::replication").run(

@@ -146,12 +146,14 @@ impl Workers {
         self.readers
             .iter_mut()
             .map(|readers| {
-                readers.take().map_or_else(Default::default, |(stdout, stderr)| {
-                    (
-                        stdout.join().expect("stdout reader"),
-                        stderr.join().expect("stderr reader"),
-                    )
-                })
+                readers
+                    .take()
+                    .map_or_else(Default::default, |(stdout, stderr)| {
+                        (
+                            stdout.join().expect("stdout reader"),
+                            stderr.join().expect("stderr reader"),
+                        )
+                    })
             })
             .collect()
     }
@@ -294,7 +296,12 @@ fn fail_over(number: usize, set: &mut RedisReplicaSet, sentinel: &RedisSentinel)
         sentinel.wait_for_failover(set);
         "promotion"
     };
-    set.wait_for_replicas();
+    let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        set.wait_for_replicas();
+    }));
+    if synced.is_err() {
+        panic!("after the {kind}:\n{}", sentinel.logs());
+    }
     sentinel.wait_for_replicas(1);
     kind
 }
@@ -370,16 +377,17 @@ fn run(soak: &Soak) {
     let duplicates = outcome.duplicates();
     if duplicates > 0 {
         for (key, runs) in outcome.runs.iter().filter(|(_, runs)| runs.len() > 1) {
-            outcome
-                .problems
-                .push(format!("key {key}: the body ran {} times: {runs:?}", runs.len()));
+            outcome.problems.push(format!(
+                "key {key}: the body ran {} times: {runs:?}",
+                runs.len()
+            ));
         }
     }
     let wrong = outcome.wrong_results();
     if wrong > 0 {
-        outcome
-            .problems
-            .push(format!("{wrong} answers are not their key's one execution's result"));
+        outcome.problems.push(format!(
+            "{wrong} answers are not their key's one execution's result"
+        ));
     }
     // Every result a caller got is in the store that survived.
     let primary = set.primary();
@@ -397,19 +405,28 @@ fn run(soak: &Soak) {
         });
         if !holds {
             lost += 1;
-            outcome
-                .problems
-                .push(format!("key {key}: the primary does not hold the result callers got"));
+            outcome.problems.push(format!(
+                "key {key}: the primary does not hold the result callers got"
+            ));
         }
     }
 
     let mut latencies = std::mem::take(&mut outcome.latencies_ms);
     latencies.sort_unstable();
     let runs: usize = outcome.runs.values().map(Vec::len).sum();
-    let kills = failovers.iter().filter(|(kind, ..)| *kind == "kill").count();
+    let kills = failovers
+        .iter()
+        .filter(|(kind, ..)| *kind == "kill")
+        .count();
     let failover_list = failovers
         .iter()
-        .map(|(kind, at, took)| format!("{kind} at {:.1}s ({:.1}s)", at.as_secs_f64(), took.as_secs_f64()))
+        .map(|(kind, at, took)| {
+            format!(
+                "{kind} at {:.1}s ({:.1}s)",
+                at.as_secs_f64(),
+                took.as_secs_f64()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let summary = format!(
@@ -450,7 +467,12 @@ fn run(soak: &Soak) {
         for problem in outcome.problems.iter().take(40) {
             let _ = writeln!(report, "{problem}");
         }
-        for (key, runs) in outcome.runs.iter().filter(|(_, runs)| runs.len() > 1).take(5) {
+        for (key, runs) in outcome
+            .runs
+            .iter()
+            .filter(|(_, runs)| runs.len() > 1)
+            .take(5)
+        {
             let _ = writeln!(report, "--- key {key} ({} runs) ---", runs.len());
             for (worker, (lines, _)) in outputs.iter().enumerate() {
                 for line in lines.iter().filter(|line| {

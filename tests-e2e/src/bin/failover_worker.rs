@@ -149,7 +149,9 @@ async fn connect(sentinels: &[String], master: &str) -> RedisBackend {
                     .expect("valid replica acks")
             }
             Err(error) if started.elapsed() < CONNECT_BUDGET => {
-                eprintln!("failover-worker: connecting through {sentinels:?} failed, retrying: {error}");
+                eprintln!(
+                    "failover-worker: connecting through {sentinels:?} failed, retrying: {error}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(error) => panic!("failover-worker: cannot connect through {sentinels:?}: {error}"),
