@@ -354,9 +354,10 @@ impl RedisBackend {
     /// [`Error::Backend`](idempotent_core::Error) (`Unavailable`), its body
     /// does not run, and the engine releases the claim. A completion or a
     /// renewal that fewer replicas acknowledge is reported `Unavailable`,
-    /// and the engine retries it as any failed one. Replays and releases do
-    /// not wait (see the crate docs). On Redis Cluster the `WAIT` goes to the
-    /// master that owns the key and counts its replicas.
+    /// and the engine retries it as any failed one. A release sends no
+    /// `WAIT`, and a replay's is not checked: it wrote nothing (see the crate
+    /// docs). On Redis Cluster the `WAIT` goes to the master that owns the
+    /// key and counts its replicas.
     ///
     /// `replicas` must be at least 1 and `timeout` between 1 ms and 1 s: a
     /// `WAIT` holds every later command on the store's shared connection

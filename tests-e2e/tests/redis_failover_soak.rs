@@ -71,11 +71,14 @@ fn seed() -> u64 {
     }
 }
 
+/// The threads draining a worker's stdout (its lines) and stderr.
+type Readers = (JoinHandle<Vec<String>>, JoinHandle<String>);
+
 /// The worker processes, killed when dropped (a failed test).
 struct Workers {
     children: Vec<Child>,
     statuses: Vec<Option<ExitStatus>>,
-    readers: Vec<Option<(JoinHandle<Vec<String>>, JoinHandle<String>)>>,
+    readers: Vec<Option<Readers>>,
 }
 
 impl Workers {
