@@ -16,6 +16,7 @@ use redis::Client;
 use crate::connection::{self, Connection};
 use crate::error::backend_error;
 use crate::local_cache::LocalCache;
+use crate::replica_acks::ReplicaAcks;
 
 /// The default key prefix: every record key is `{prefix}{scope}:{digest}`.
 pub const DEFAULT_KEY_PREFIX: &str = "idempotent:";
@@ -61,6 +62,7 @@ pub struct RedisBackend {
     pub(crate) key_prefix: String,
     pub(crate) max_output_bytes: usize,
     pub(crate) local_cache: Option<Arc<LocalCache>>,
+    pub(crate) replica_acks: Option<ReplicaAcks>,
 }
 
 impl RedisBackend {
@@ -96,6 +98,81 @@ impl RedisBackend {
     /// crate docs).
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self::with_connection(Connection::Single(connection))
+    }
+
+    #[cfg(feature = "sentinel")]
+    /// Connects to the primary that the Redis Sentinels at `sentinel_urls`
+    /// (`redis://host:port` of the sentinels, not of the servers) name
+    /// `master_name`, and follows the primary they promote after a failover.
+    /// Behind the `sentinel` feature.
+    ///
+    /// When a command fails in a way that says the node may not be the
+    /// primary any more (the connection dropped or timed out, the node
+    /// refused, or answered `READONLY` because it was demoted to a replica),
+    /// the store asks the sentinels for the primary again in the background
+    /// (at most every 250 ms) and, when they name another node, uses it for
+    /// later calls. Calls in between fail closed with
+    /// [`Error::Backend`](idempotent_core::Error); their bodies do not run.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use std::time::Duration;
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect_sentinel(
+    ///     &["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "payments",
+    /// )
+    /// .await?
+    /// .with_replica_acks(1, Duration::from_millis(100))?;
+    /// idempotent_core::set_default_backend(store).expect("set once, at start-up");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails at once when no sentinel answers, none knows `master_name`, or
+    /// the primary they name cannot be reached. For credentials or TLS,
+    /// build a [`SentinelClient`](redis::sentinel::SentinelClient) (its
+    /// `SentinelClientBuilder`) and pass it to
+    /// [`from_sentinel_client`](Self::from_sentinel_client).
+    pub async fn connect_sentinel(
+        sentinel_urls: &[impl AsRef<str>],
+        master_name: &str,
+    ) -> Result<Self, BackendError> {
+        let urls: Vec<&str> = sentinel_urls.iter().map(AsRef::as_ref).collect();
+        let client = redis::sentinel::SentinelClient::build(
+            urls.clone(),
+            master_name.to_owned(),
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|error| {
+            BackendError::new(
+                BackendErrorKind::Other,
+                format!("invalid Redis Sentinel URLs {urls:?}"),
+            )
+            .with_source(error)
+        })?;
+        Self::from_sentinel_client(client).await
+    }
+
+    #[cfg(feature = "sentinel")]
+    /// Connects through an already configured
+    /// [`SentinelClient`](redis::sentinel::SentinelClient) for the primary
+    /// (`SentinelServerType::Master`), as
+    /// [`connect_sentinel`](Self::connect_sentinel) does, and warns when the
+    /// primary's `maxmemory-policy` may evict records (see the crate docs).
+    pub async fn from_sentinel_client(
+        client: redis::sentinel::SentinelClient,
+    ) -> Result<Self, BackendError> {
+        let sentinel = crate::sentinel::Sentinel::connect(client)
+            .await
+            .map_err(|error| {
+                backend_error(
+                    error,
+                    "could not connect to the primary named by Redis Sentinel",
+                )
+            })?;
+        Ok(Self::with_connection(Connection::Sentinel(sentinel)))
     }
 
     #[cfg(feature = "cluster")]
@@ -209,6 +286,7 @@ impl RedisBackend {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             local_cache: None,
+            replica_acks: None,
         }
     }
 
@@ -268,6 +346,50 @@ impl RedisBackend {
         self
     }
 
+    /// Waits, after each claim, completion and renewal, until `replicas`
+    /// replicas have it (`WAIT replicas timeout`, in the same pipeline: one
+    /// round trip still, longer by the replication lag), so that a failover
+    /// to one of them does not forget it. A claim that fewer replicas
+    /// acknowledge in time is not relied on: the call fails closed with
+    /// [`Error::Backend`](idempotent_core::Error) (`Unavailable`), its body
+    /// does not run, and the engine releases the claim. A completion or a
+    /// renewal that fewer replicas acknowledge is reported `Unavailable`,
+    /// and the engine retries it as any failed one. A release sends no
+    /// `WAIT`, and a replay's is not checked: it wrote nothing (see the crate
+    /// docs). On Redis Cluster the `WAIT` goes to the master that owns the
+    /// key and counts its replicas.
+    ///
+    /// `replicas` must be at least 1 and `timeout` between 1 ms and 1 s: a
+    /// `WAIT` holds every later command on the store's shared connection
+    /// until it returns, so while a replica is slow or down every call on
+    /// this backend waits up to `timeout` (and then fails closed). Pick a
+    /// `timeout` a few times the replication lag, not more.
+    ///
+    /// `WAIT` does not make Redis strongly consistent: a failover may promote
+    /// a replica that did not acknowledge (with more replicas than
+    /// `replicas`), and a replica that did may lose the write in its own
+    /// crash before it persisted it. The crate docs' table says what
+    /// survives what.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), idempotent_core::BackendError> {
+    /// use std::time::Duration;
+    /// use idempotent_redis::RedisBackend;
+    ///
+    /// let store = RedisBackend::connect("redis://10.0.0.1:6379")
+    ///     .await?
+    ///     .with_replica_acks(1, Duration::from_millis(100))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_replica_acks(
+        mut self,
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        self.replica_acks = Some(ReplicaAcks::new(replicas, timeout)?);
+        Ok(self)
+    }
+
     /// The Redis key of the record stored under `key`.
     pub fn record_key(&self, key: &str) -> String {
         let mut record_key = String::with_capacity(self.key_prefix.len() + key.len());
@@ -284,6 +406,7 @@ impl fmt::Debug for RedisBackend {
             .field("key_prefix", &self.key_prefix)
             .field("max_output_bytes", &self.max_output_bytes)
             .field("local_cache", &self.local_cache.is_some())
+            .field("replica_acks", &self.replica_acks)
             .finish_non_exhaustive()
     }
 }

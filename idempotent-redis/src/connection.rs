@@ -3,8 +3,10 @@
 //! Cluster.
 
 use std::fmt;
+#[cfg(any(feature = "cluster", feature = "sentinel"))]
+use std::sync::Arc;
 #[cfg(feature = "cluster")]
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 #[cfg(feature = "cluster")]
 use std::time::Instant;
@@ -73,6 +75,9 @@ pub(crate) fn cluster_client_builder<S: AsRef<str>>(urls: &[S]) -> ClusterClient
 pub(crate) enum Connection {
     /// One server (or a proxy in front of many), reconnecting by itself.
     Single(ConnectionManager),
+    /// The primary that Redis Sentinel names, followed after a failover.
+    #[cfg(feature = "sentinel")]
+    Sentinel(Arc<crate::sentinel::Sentinel>),
     /// A Redis Cluster, replaced after a timed-out command (see [`Cluster`]).
     #[cfg(feature = "cluster")]
     Cluster(Arc<Cluster>),
@@ -95,6 +100,8 @@ impl Connection {
     pub(crate) fn handle(&self) -> Handle {
         match self {
             Self::Single(connection) => Handle::Single(connection.clone()),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => Handle::Single(sentinel.connection()),
             #[cfg(feature = "cluster")]
             Self::Cluster(cluster) => Handle::Cluster(
                 cluster
@@ -109,14 +116,30 @@ impl Connection {
     /// Tells the connection that a command through it failed with `error`.
     pub(crate) fn failed(&self, error: &RedisError) {
         // A single server's connection manager reconnects by itself.
-        #[cfg(feature = "cluster")]
-        if let Self::Cluster(cluster) = self {
-            if error.is_timeout() {
-                cluster.replace_in_background();
+        match self {
+            Self::Single(_) => {}
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => sentinel.failed(error),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(cluster) => {
+                if error.is_timeout() {
+                    cluster.replace_in_background();
+                }
             }
         }
-        #[cfg(not(feature = "cluster"))]
+        #[cfg(not(any(feature = "cluster", feature = "sentinel")))]
         let _ = error;
+    }
+}
+
+impl Connection {
+    /// Tells the connection that a write through it was not acknowledged
+    /// by enough replicas.
+    pub(crate) fn unacknowledged(&self) {
+        #[cfg(feature = "sentinel")]
+        if let Self::Sentinel(sentinel) = self {
+            sentinel.resolve_in_background();
+        }
     }
 }
 
@@ -124,6 +147,8 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Single(_) => "Single",
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(_) => "Sentinel",
             #[cfg(feature = "cluster")]
             Self::Cluster(_) => "Cluster",
         })

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 use idempotent_core::{limits, Backend, BackendError, BackendErrorKind, Error};
-use redis::{ErrorKind, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
+use redis::{ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Value};
 
+use crate::connection::Handle;
 use crate::error::{corrupt, unexpected};
 use crate::local_cache::Cached;
 use crate::record::{self, Found};
+use crate::replica_acks::ReplicaAcks;
 use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
 use crate::RedisBackend;
 
@@ -27,19 +29,23 @@ impl RedisBackend {
         script: &LuaScript,
         key: &str,
         args: &[&[u8]],
-        operation: &str,
-    ) -> Result<Value, BackendError> {
+        operation: Operation,
+    ) -> Result<(Value, Option<Value>), BackendError> {
         self.invoke_at(script, &self.record_key(key), args, operation)
             .await
     }
 
+    /// As [`invoke`](Self::invoke) on a record key; with
+    /// [`RedisBackend::with_replica_acks`], `WAIT` follows the script in the
+    /// same pipeline and its reply comes second.
     async fn invoke_at(
         &self,
         script: &LuaScript,
         record_key: &str,
         args: &[&[u8]],
-        operation: &str,
-    ) -> Result<Value, BackendError> {
+        operation: Operation,
+    ) -> Result<(Value, Option<Value>), BackendError> {
+        let acks = self.replica_acks.as_ref().filter(|_| operation.waits());
         let command = |name: &str, script_arg: &str| {
             let mut command = redis::cmd(name);
             command.arg(script_arg).arg(1).arg(record_key);
@@ -49,28 +55,58 @@ impl RedisBackend {
             command
         };
         let mut connection = self.connection.handle();
-        let reply = match command("EVALSHA", script.sha1())
-            .query_async(&mut connection)
+        let reply = match self
+            .send(&mut connection, command("EVALSHA", script.sha1()), acks)
             .await
         {
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                command("EVAL", script.source())
-                    .query_async(&mut connection)
+                self.send(&mut connection, command("EVAL", script.source()), acks)
                     .await
             }
             reply => reply,
         };
-        reply.map_err(|error| self.failed(record_key, error, operation))
+        reply.map_err(|error| self.failed(record_key, error, operation.name()))
     }
 
-    /// Sends the plain claim, `SET key claim NX GET PX 2*lease`, and with a
-    /// local cache the record's `PTTL` in the same round trip.
+    /// Sends `command`, followed by `WAIT` when acks are asked for.
+    async fn send(
+        &self,
+        connection: &mut Handle,
+        command: redis::Cmd,
+        acks: Option<&ReplicaAcks>,
+    ) -> Result<(Value, Option<Value>), RedisError> {
+        let Some(acks) = acks else {
+            return command
+                .query_async(connection)
+                .await
+                .map(|reply| (reply, None));
+        };
+        let mut pipeline = redis::pipe();
+        // Each reply on its own: a script's NOSCRIPT must not hide the WAIT
+        // reply, nor the other way round.
+        pipeline.ignore_errors().add_command(command);
+        acks.append_to(&mut pipeline);
+        let replies: Vec<Value> = pipeline.query_async(connection).await?;
+        let mut replies = replies.into_iter();
+        match (replies.next(), replies.next()) {
+            (Some(Value::ServerError(error)), Some(_)) => Err(error.into()),
+            (Some(reply), Some(wait)) => Ok((reply, Some(wait))),
+            _ => Err(RedisError::from((
+                ErrorKind::Parse,
+                "a pipeline of a command and WAIT did not answer twice",
+            ))),
+        }
+    }
+
+    /// Sends the plain claim, `SET key claim NX GET PX 2*lease`, with a
+    /// local cache the record's `PTTL`, and with replica acks `WAIT`, all in
+    /// the same round trip.
     async fn send_claim(
         &self,
         key: &str,
         claim: &[u8],
         lease_ms: u64,
-    ) -> Result<(Value, Option<i64>), BackendError> {
+    ) -> Result<(Value, Option<i64>, Option<Value>), BackendError> {
         let record_key = RecordKey {
             prefix: &self.key_prefix,
             key,
@@ -88,26 +124,51 @@ impl RedisBackend {
             .arg("PX")
             .arg(2 * lease_ms);
         let mut connection = self.connection.handle();
-        let sent = if self.local_cache.is_some() {
-            // In one transaction: pipelined alone, the record could expire
-            // and be claimed again between the two, and the cache would keep
-            // the old result for the new record's lifetime. Both name one
-            // key, so on a cluster they go to one master.
-            let mut transaction = redis::pipe();
-            transaction
-                .atomic()
-                .add_command(command)
-                .cmd("PTTL")
-                .arg(record_key);
-            transaction
-                .query_async::<(Value, i64)>(&mut connection)
-                .await
-                .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms)))
-        } else {
-            command
+        let sent = match (self.local_cache.is_some(), &self.replica_acks) {
+            (false, None) => command
                 .query_async(&mut connection)
                 .await
-                .map(|reply| (reply, None))
+                .map(|reply| (reply, None, None)),
+            (true, None) => {
+                // In one transaction: pipelined alone, the record could
+                // expire and be claimed again between the two, and the cache
+                // would keep the old result for the new record's lifetime.
+                // Both name one key, so on a cluster they go to one master.
+                let mut transaction = redis::pipe();
+                transaction
+                    .atomic()
+                    .add_command(command)
+                    .cmd("PTTL")
+                    .arg(record_key);
+                transaction
+                    .query_async::<(Value, i64)>(&mut connection)
+                    .await
+                    .map(|(reply, expires_in_ms)| (reply, Some(expires_in_ms), None))
+            }
+            (false, Some(acks)) => self
+                .send(&mut connection, command, Some(acks))
+                .await
+                .map(|(reply, wait)| (reply, None, wait)),
+            (true, Some(acks)) => {
+                // The transaction as above, spelled out, and WAIT after it:
+                // inside MULTI a WAIT would not wait. Every reply is read,
+                // so a refusal of the queued SET (READONLY on a demoted
+                // primary, a syntax error) shows as itself, not as EXEC's
+                // abort.
+                let mut pipeline = redis::pipe();
+                pipeline
+                    .ignore_errors()
+                    .cmd("MULTI")
+                    .add_command(command)
+                    .cmd("PTTL")
+                    .arg(record_key)
+                    .cmd("EXEC");
+                acks.append_to(&mut pipeline);
+                match pipeline.query_async::<Vec<Value>>(&mut connection).await {
+                    Ok(replies) => transaction_with_wait(replies),
+                    Err(error) => Err(error),
+                }
+            }
         };
         sent.map_err(|error| {
             // Inside a transaction the refusal comes back as its abort, which
@@ -148,12 +209,13 @@ impl RedisBackend {
             Some(Ok(Found::Completed(output))) => Ok(ClaimOutcome::Completed { output }),
             Some(Ok(Found::Mismatch)) => Ok(ClaimOutcome::Mismatch),
             Some(Err(reason)) => Err(corrupt(&record_key, "claim", &reason)),
-            // This claim landed before (its answer was lost) and holds the key.
-            Some(Ok(Found::Mine)) => Ok(ClaimOutcome::Acquired {
+            // This claim landed before (its answer was lost) and holds the
+            // key; with replica acks, nothing here says the replicas have it.
+            Some(Ok(Found::Mine)) if self.replica_acks.is_none() => Ok(ClaimOutcome::Acquired {
                 token,
                 took_over: false,
             }),
-            Some(Ok(Found::InProgress)) | None => Err(full),
+            Some(Ok(Found::InProgress | Found::Mine)) | None => Err(full),
         }
     }
 
@@ -166,15 +228,38 @@ impl RedisBackend {
         token: FencingToken,
         lease_arg: &[u8],
     ) -> Result<ClaimOutcome, BackendError> {
-        let reply = self
+        let (reply, wait) = self
             .invoke_at(
                 &CLAIM,
                 record_key,
                 &[fingerprint.as_bytes(), &record::token_hex(token), lease_arg],
-                "claim",
+                Operation::Claim,
             )
             .await?;
-        parse_claim(key, token, reply)
+        let outcome = parse_claim(key, token, reply)?;
+        if matches!(outcome, ClaimOutcome::Acquired { .. }) {
+            self.check_acks(wait.as_ref(), record_key, "claim")?;
+        }
+        Ok(outcome)
+    }
+
+    /// With replica acks, whether the `WAIT` after a write counted enough
+    /// replicas; the write is not relied on otherwise.
+    fn check_acks(
+        &self,
+        wait: Option<&Value>,
+        record_key: &str,
+        operation: &str,
+    ) -> Result<(), BackendError> {
+        match (&self.replica_acks, wait) {
+            (Some(acks), Some(wait)) => acks.check(wait, record_key, operation).inspect_err(|_| {
+                // A primary whose replicas went away may have been replaced
+                // by one of them.
+                self.connection.unacknowledged();
+            }),
+            (Some(_), None) => Err(unexpected(record_key, operation, &Value::Nil)),
+            (None, _) => Ok(()),
+        }
     }
 
     async fn compare_and_set(
@@ -182,10 +267,18 @@ impl RedisBackend {
         script: &LuaScript,
         key: &str,
         args: &[&[u8]],
-        operation: &str,
+        operation: Operation,
     ) -> Result<CasOutcome, BackendError> {
-        match self.invoke(script, key, args, operation).await? {
-            Value::Int(1) => Ok(CasOutcome::Applied),
+        let (reply, wait) = self.invoke(script, key, args, operation).await?;
+        let waits = operation.waits();
+        let operation = operation.name();
+        match reply {
+            Value::Int(1) => {
+                if waits {
+                    self.check_acks(wait.as_ref(), &self.record_key(key), operation)?;
+                }
+                Ok(CasOutcome::Applied)
+            }
             Value::Int(0) => Ok(CasOutcome::Fenced),
             other => Err(unexpected(key, operation, &other)),
         }
@@ -218,7 +311,7 @@ impl Backend for RedisBackend {
         let claim = record::claim(fingerprint, token, lease_ms);
         // Only a cached result needs to know when it was read.
         let sent_at = cached_as.as_ref().map(|_| Instant::now());
-        let (reply, expires_in_ms) = match self.send_claim(key, &claim, lease_ms).await {
+        let (reply, expires_in_ms, wait) = match self.send_claim(key, &claim, lease_ms).await {
             Ok(sent) => sent,
             // A full server refuses the claim's `SET` even when it would only
             // have returned a stored record: read it, so stored results still
@@ -230,10 +323,13 @@ impl Backend for RedisBackend {
         };
         let record_key = || self.record_key(key);
         match reply {
-            Value::Nil => Ok(ClaimOutcome::Acquired {
-                token,
-                took_over: false,
-            }),
+            Value::Nil => {
+                self.check_acks(wait.as_ref(), &record_key(), "claim")?;
+                Ok(ClaimOutcome::Acquired {
+                    token,
+                    took_over: false,
+                })
+            }
             Value::BulkString(found) => match record::read(found, fingerprint, token) {
                 Ok(Found::Completed(output)) => {
                     if let (Some((cache, record_key)), Some(sent_at), Some(Ok(expires_in_ms))) =
@@ -247,10 +343,19 @@ impl Backend for RedisBackend {
                 Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
                 // This claim, sent again (the transport retried it): the
                 // first one holds the key.
-                Ok(Found::Mine) => Ok(ClaimOutcome::Acquired {
+                Ok(Found::Mine) if self.replica_acks.is_none() => Ok(ClaimOutcome::Acquired {
                     token,
                     took_over: false,
                 }),
+                // Sent again on a fresh connection, this claim wrote nothing
+                // there, and a WAIT on it would count nothing of the first
+                // copy's write: the claim script rewrites the record, and
+                // waits for that.
+                Ok(Found::Mine) => {
+                    let lease_arg = &claim[record::HEADER_LEN..];
+                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
+                        .await
+                }
                 Ok(Found::InProgress) => {
                     let lease_arg = &claim[record::HEADER_LEN..];
                     self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
@@ -282,14 +387,14 @@ impl Backend for RedisBackend {
             &COMPLETE,
             key,
             &[&token_arg, output, ttl_arg.as_bytes()],
-            "complete",
+            Operation::Complete,
         )
         .await
     }
 
     async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
         let token_arg = record::token_hex(token);
-        self.compare_and_set(&RELEASE, key, &[&token_arg], "release")
+        self.compare_and_set(&RELEASE, key, &[&token_arg], Operation::Release)
             .await
     }
 
@@ -301,14 +406,83 @@ impl Backend for RedisBackend {
     ) -> Result<CasOutcome, BackendError> {
         let token_arg = record::token_hex(token);
         let lease_arg = checked_millis(lease, limits::check_lease, "renew")?.to_string();
-        self.compare_and_set(&RENEW, key, &[&token_arg, lease_arg.as_bytes()], "renew")
-            .await
+        self.compare_and_set(
+            &RENEW,
+            key,
+            &[&token_arg, lease_arg.as_bytes()],
+            Operation::Renew,
+        )
+        .await
     }
 
     /// A clone: a shared handle on the same connection, so a dropped
     /// call's release is sent after its claim on that one connection.
     fn detached(&self) -> Option<Arc<dyn Backend>> {
         Some(Arc::new(self.clone()))
+    }
+}
+
+/// The replies of `MULTI`, `SET`, `PTTL`, `EXEC`, `WAIT`: the claim's reply,
+/// the record's `PTTL` and the `WAIT` reply, or the first refusal.
+fn transaction_with_wait(
+    replies: Vec<Value>,
+) -> Result<(Value, Option<i64>, Option<Value>), RedisError> {
+    if let Some(refused) = replies.iter().find_map(|reply| match reply {
+        Value::ServerError(error) => Some(error.clone()),
+        _ => None,
+    }) {
+        return Err(refused.into());
+    }
+    let mut replies = replies.into_iter().skip(3);
+    match (replies.next(), replies.next()) {
+        (Some(Value::Array(executed)), Some(wait)) => {
+            let mut executed = executed.into_iter();
+            match (executed.next(), executed.next()) {
+                (Some(reply), Some(Value::Int(expires_in_ms))) => {
+                    Ok((reply, Some(expires_in_ms), Some(wait)))
+                }
+                other => Err(RedisError::from((
+                    ErrorKind::Parse,
+                    "unexpected reply to a claim in a transaction",
+                    format!("{other:?}"),
+                ))),
+            }
+        }
+        _ => Err(RedisError::from((
+            ErrorKind::Parse,
+            "unexpected reply to a claim in a transaction",
+        ))),
+    }
+}
+
+/// The operation a script runs for, in error messages, and whether it waits
+/// for replicas.
+#[derive(Clone, Copy, Debug)]
+enum Operation {
+    Claim,
+    Complete,
+    Release,
+    Renew,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Claim => "claim",
+            Self::Complete => "complete",
+            Self::Release => "release",
+            Self::Renew => "renew",
+        }
+    }
+
+    /// What a failover must not forget: a claim (or a duplicate runs), a
+    /// result (or a retry runs the body again), a renewal (or the promoted
+    /// replica holds the shorter lease, and another caller may take over a
+    /// body still running). A lost release only leaves a claim that lapses
+    /// at its lease end: retries wait or answer `InProgress` until then, and
+    /// none runs twice; a release is not worth the wait.
+    fn waits(self) -> bool {
+        !matches!(self, Self::Release)
     }
 }
 

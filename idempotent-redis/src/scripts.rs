@@ -3,6 +3,13 @@
 //! round trip, and runs unchanged on Redis Cluster. (A claim first tries a
 //! plain `SET .. NX GET`, which settles a replay and a new key without Lua.)
 //!
+//! Each script opens with a `#!lua` line and no flags, which tells Redis
+//! (7.0 and newer) that it may write: a replica refuses it at once with
+//! `READONLY`, rather than run it on its own copy. A store whose connection
+//! came back to a primary demoted to replica must not be told "fenced" by a
+//! replica that lacks the claim: the engine would give up a completion that
+//! the real primary still waits for.
+//!
 //! A script runs with `EVALSHA`; a server that has not cached it (new,
 //! restarted, flushed, or a cluster node that never ran it) answers
 //! `NOSCRIPT`, and the call is sent again once as `EVAL` with the source,
@@ -68,16 +75,28 @@ pub(crate) const CORRUPT: i64 = -1;
 /// A claim in progress with the caller's own token is this very script sent
 /// again (a retry after a lost reply, as the cluster client does after a
 /// dropped connection): the caller holds the key, whatever its lease says.
-/// That copy cannot tell whether the first one took over, so it says not.
+/// That copy cannot tell whether the first one took over, so it says not;
+/// it writes the record again as it is, so that a `WAIT` after it counts
+/// the claim's replication.
 ///
 /// KEYS[1] record key; ARGV[1] fingerprint, ARGV[2] new token (hex),
 /// ARGV[3] lease ms. Replies `{1, took_over}`, `{2, lease_remaining_ms}`,
 /// `{3, output}`, `{4}` or `{-1, reason}`.
 pub(crate) static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
-        r#"
+        r#"#!lua
 local key, fingerprint, token, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local record = redis.call('GET', key)
+
+-- Writes the record again as it is, with the time it has left: a copy sent
+-- again (on another connection) then writes too, and a WAIT after it
+-- counts the record's replication.
+local function rewrite(value)
+    local expires_in = redis.call('PTTL', key)
+    if expires_in > 0 then
+        redis.call('SET', key, value, 'PX', expires_in)
+    end
+end
 
 local function claim(took_over)
     redis.call('SET', key, 'idem1P' .. fingerprint .. token .. ARGV[3], 'PX', 2 * lease)
@@ -104,6 +123,7 @@ if state == 'C' then
     return {3, string.sub(record, 55)}
 end
 if string.sub(record, 39, 54) == token then
+    rewrite(record)
     return {1, 0}
 end
 local held_for = tonumber(string.sub(record, 55))
@@ -127,7 +147,7 @@ return claim(1)
 /// ARGV[1] the token (hex).
 macro_rules! held_by_token {
     () => {
-        r#"
+        r#"#!lua
 local header = redis.call('GETRANGE', KEYS[1], 0, 53)
 if header == '' then
     return 0
@@ -144,7 +164,9 @@ end
 
 /// Replaces the claim holding the token by the completed record. The
 /// completed record keeps the token, so a retry of a complete whose reply
-/// was lost finds its own record and is told so, not fenced.
+/// was lost finds its own record and is told so, not fenced; it writes the
+/// record again as it is, so that a `WAIT` after the retry (on whatever
+/// connection) counts the record's replication.
 ///
 /// KEYS[1] record key; ARGV[1] token (hex), ARGV[2] output, ARGV[3] ttl ms.
 /// Replies 1 (applied), 0 (fenced) or `{-1, reason}`.
@@ -154,6 +176,10 @@ pub(crate) static COMPLETE: LazyLock<LuaScript> = LazyLock::new(|| {
         r#"
 local state = string.sub(header, 6, 6)
 if state == 'C' then
+    local expires_in = redis.call('PTTL', KEYS[1])
+    if expires_in > 0 then
+        redis.call('SET', KEYS[1], redis.call('GET', KEYS[1]), 'PX', expires_in)
+    end
     return 1
 end
 if state ~= 'P' then

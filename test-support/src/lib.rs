@@ -4,8 +4,9 @@
 //! own `redis-server` on a free loopback port, with a temporary working directory, and the
 //! process is killed (SIGKILL) and the directory removed when the handle is dropped. Fault tests
 //! can [`kill`](RedisServer::kill), [`restart`](RedisServer::restart),
-//! [`pause`](RedisServer::pause) and [`resume`](RedisServer::resume) a server, and
-//! [`RedisCluster`] starts a three-master Redis Cluster.
+//! [`pause`](RedisServer::pause) and [`resume`](RedisServer::resume) a server,
+//! [`RedisCluster`] starts a three-master Redis Cluster (with or without a replica per master),
+//! [`RedisReplicaSet`] a primary with replicas and [`RedisSentinel`] sentinels to fail it over.
 //!
 //! A missing `redis-server` (or `redis-cli`, for the cluster) is a panic that says how to install
 //! it, never a silent skip.
@@ -22,7 +23,11 @@
 //!
 //! Contents:
 //! - [`RedisServer`] and [`RedisOptions`] (`redis_server.rs`): one private server.
-//! - [`RedisCluster`] (`redis_cluster.rs`): three private servers joined into a cluster.
+//! - [`RedisCluster`] (`redis_cluster.rs`): three private servers joined into a cluster, or
+//!   three masters with a replica each.
+//! - [`RedisReplicaSet`] (`redis_replica_set.rs`): a primary and its replicas, promoted by hand.
+//! - [`RedisSentinel`] (`redis_sentinel.rs`): sentinels that watch a replica set and fail it
+//!   over.
 //! - [`postgres`]: a private PostgreSQL server (`initdb` + `postgres`) in a temporary directory.
 //! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
 //! - `ports.rs`: free loopback ports.
@@ -42,7 +47,11 @@ pub mod postgres;
 mod process;
 mod readiness;
 mod redis_cluster;
+mod redis_replica_set;
+mod redis_sentinel;
 mod redis_server;
 
 pub use redis_cluster::RedisCluster;
+pub use redis_replica_set::RedisReplicaSet;
+pub use redis_sentinel::{RedisSentinel, MASTER_NAME};
 pub use redis_server::{RedisOptions, RedisServer};

@@ -17,7 +17,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Where the output of `redis-cli --cluster create` goes, in the first node's directory.
 const CREATE_LOG: &str = "cluster-create.log";
 
-/// A Redis Cluster of three masters (no replicas) on free loopback ports, each a private
+/// A Redis Cluster of three masters (without replicas, or with one each) on free loopback ports, each a private
 /// [`RedisServer`] with its own directory. Dropping it kills every node.
 ///
 /// Each node runs with `--cluster-enabled yes --cluster-config-file nodes.conf
@@ -26,6 +26,7 @@ const CREATE_LOG: &str = "cluster-create.log";
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas_per_master: usize,
 }
 
 impl RedisCluster {
@@ -37,6 +38,22 @@ impl RedisCluster {
     /// When `redis-server` or `redis-cli` is not on `PATH` (the message says how to install it),
     /// or when the cluster does not form within 30 s (the message holds the nodes' logs).
     pub fn start() -> RedisCluster {
+        RedisCluster::start_nodes(0)
+    }
+
+    /// Starts six nodes joined as three masters with one replica each (`--cluster-replicas
+    /// 1`), and waits until every node reports `cluster_state:ok` and every replica has synced
+    /// with its master. A killed master is replaced by its replica after the node timeout
+    /// (2 s).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start_with_replicas() -> RedisCluster {
+        RedisCluster::start_nodes(1)
+    }
+
+    fn start_nodes(replicas_per_master: usize) -> RedisCluster {
         let cli = binaries::redis_cli();
         let options = RedisOptions {
             appendonly_always: false,
@@ -52,13 +69,67 @@ impl RedisCluster {
             .to_vec(),
         };
         // The bus port defaults to the client port + 10000, which may be taken or beyond 65535.
-        let nodes = (0..3)
+        let nodes = (0..3 * (1 + replicas_per_master))
             .map(|_| RedisServer::launch(&options, &["--cluster-port"]))
             .collect();
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            replicas_per_master,
+        };
         cluster.create(&cli);
         cluster.wait_until_ok();
+        if replicas_per_master > 0 {
+            cluster.wait_for_replicas();
+        }
         cluster
+    }
+
+    /// The nodes that are masters now (`ROLE`), in the order of [`RedisCluster::nodes`].
+    pub fn masters(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| role(node) == Some("master".to_owned()))
+            .collect()
+    }
+
+    /// The nodes that are replicas now (`ROLE`), in the order of [`RedisCluster::nodes`].
+    pub fn replicas(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| role(node) == Some("slave".to_owned()))
+            .collect()
+    }
+
+    /// Waits until every live replica's link to its master is up and it has caught up
+    /// (`master_link_status:up`, then `WAIT` on each master).
+    ///
+    /// # Panics
+    ///
+    /// When that takes more than 30 s.
+    pub fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        loop {
+            let linked = self.replicas().iter().all(|replica| {
+                replica
+                    .try_query::<String>(redis::cmd("INFO").arg("replication"))
+                    .is_ok_and(|info| crate::info::field(&info, "master_link_status") == Some("up"))
+            });
+            let synced = linked
+                && self.masters().iter().all(|master| {
+                    master
+                        .try_query::<usize>(
+                            redis::cmd("WAIT").arg(self.replicas_per_master).arg(1000),
+                        )
+                        .is_ok_and(|acked| acked >= self.replicas_per_master)
+                });
+            if synced {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("{}", self.report("replicas did not sync within 30 s"));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// The nodes' URLs, `redis://127.0.0.1:PORT`, e.g. to seed a cluster client.
@@ -121,7 +192,9 @@ impl RedisCluster {
                     .iter()
                     .map(|node| format!("127.0.0.1:{}", node.port())),
             )
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas"])
+            .arg(self.replicas_per_master.to_string())
+            .arg("--cluster-yes")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -170,4 +243,14 @@ impl RedisCluster {
 fn is_ok(node: &RedisServer) -> bool {
     node.try_query::<String>(redis::cmd("CLUSTER").arg("INFO"))
         .is_ok_and(|info| crate::info::field(&info, "cluster_state") == Some("ok"))
+}
+
+/// `master` or `slave` from the node's `ROLE`, or `None` when it does not answer.
+fn role(node: &RedisServer) -> Option<String> {
+    let reply: Vec<redis::Value> = node.try_query(&redis::cmd("ROLE")).ok()?;
+    match reply.first()? {
+        redis::Value::BulkString(role) => Some(String::from_utf8_lossy(role).into_owned()),
+        redis::Value::SimpleString(role) => Some(role.clone()),
+        _ => None,
+    }
 }

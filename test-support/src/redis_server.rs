@@ -158,6 +158,31 @@ impl RedisServer {
         }
     }
 
+    /// Starts the server again as a replica of the server on `primary_port`, as an operator
+    /// (or Sentinel) brings back a failed primary after a failover: with its own arguments
+    /// otherwise, and with the data it had only if it persists them. It waits until the server
+    /// answers `PING`, not until it synced.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::restart`].
+    pub fn restart_as_replica_of(&mut self, primary_port: u16) {
+        if let Some(at) = self.args.iter().position(|arg| arg == "--replicaof") {
+            self.args.drain(at..(at + 3).min(self.args.len()));
+        }
+        self.args.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary_port.to_string(),
+        ]);
+        self.restart();
+    }
+
+    /// Whether the process runs (it may be paused); false after [`RedisServer::kill`].
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Freezes the server (SIGSTOP): it accepts connections but answers nothing until
     /// [`RedisServer::resume`], like a server stuck in a long pause.
     ///
