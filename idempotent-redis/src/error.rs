@@ -21,7 +21,7 @@ impl RedisBackend {
                 "the value at this key is not a string",
             );
         }
-        if error.code() == Some("OOM") {
+        if is_out_of_memory(&error) {
             return BackendError::new(
                 BackendErrorKind::Capacity,
                 format!("Redis is full and refused the {operation} (used memory over `maxmemory`, and the policy does not evict)"),
@@ -31,6 +31,14 @@ impl RedisBackend {
         self.connection.failed(&error);
         backend_error(error, &format!("Redis {operation} failed"))
     }
+}
+
+/// A write refused because the server is over `maxmemory`. Inside a
+/// transaction (the local cache's claim) the refusal comes back as the
+/// transaction's abort, which names each queued command's error in its text
+/// only.
+fn is_out_of_memory(error: &RedisError) -> bool {
+    error.code() == Some("OOM") || error.to_string().contains("\"OOM\"")
 }
 
 /// A reply no command of this crate gives for a record it wrote: the corrupt

@@ -141,3 +141,24 @@ async fn charge_new(store: &RedisBackend) -> Result<usize, Error> {
         .run("order-2", &1999, || async { Ok(9usize) })
         .await
 }
+
+/// The same with a local cache, whose claim is a `MULTI`/`EXEC`: a record
+/// another process stored (so not in this cache) still replays while full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_replays_through_a_store_with_a_local_cache() {
+    let server = full_server();
+    let writer = RedisBackend::connect(&server.url()).await.unwrap();
+    let reader = RedisBackend::connect(&server.url())
+        .await
+        .unwrap()
+        .with_local_cache(100, Duration::from_secs(60));
+    let runs = AtomicUsize::new(0);
+    assert_eq!(charge(&writer, &runs).await.unwrap(), 1);
+    fill(&server);
+    assert_eq!(
+        charge(&reader, &runs).await.unwrap(),
+        1,
+        "a stored result is replayed while the server is full"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
