@@ -1,42 +1,4 @@
-//! Postgres store for `idempotent`: idempotency records in a table next to
-//! your data, and calls whose database writes commit with their record.
-//!
-//! ```no_run
-//! use idempotent_core::{idempotent, set_default_backend, Error};
-//! use idempotent_postgres::PostgresBackend;
-//!
-//! #[idempotent(key = order_id, ttl = "24h", wait = "10s")]
-//! async fn charge(order_id: String, amount: u64) -> Result<String, Error> {
-//!     Ok(format!("charged {amount} for {order_id}"))
-//! }
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = PostgresBackend::connect("postgres://app@127.0.0.1/app").await?;
-//! store.migrate().await?;
-//! // One line at start-up swaps the store; no annotated function changes.
-//! set_default_backend(store)?;
-//! charge("order-7".into(), 1999).await?;
-//! # Ok(()) }
-//! ```
-//!
-//! Each store operation is one SQL statement on one row, timed by the
-//! database's clock; complete, release and renew are fenced on the claim's
-//! token. [`PostgresBackend::transactional`] runs a body in a transaction
-//! that also stores its result, so its writes and the record commit
-//! together: exactly once, even across crashes.
-//!
-//! Two stores, one per driver, on the same table and statements:
-//! [`PostgresBackend`] on `tokio-postgres` pooled by `deadpool-postgres`
-//! (feature `tokio-postgres`, the default), and `SqlxBackend` on the
-//! application's `sqlx::PgPool` (feature `sqlx`). Each re-exports its
-//! driver, so versions always match this crate's. Behind PgBouncer in
-//! transaction mode, turn off prepared statements with
-//! `with_prepared_statements(false)`.
-//!
-//! The crate's README (on its crates.io page) has the whole story: both
-//! drivers measured side by side, the table, every statement, the
-//! transactional mode and PgBouncer.
-
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 // The docs link `PostgresBackend` throughout; built without it (sqlx only),
