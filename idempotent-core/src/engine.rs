@@ -115,7 +115,9 @@ enum Start {
 fn start(options: &Options, target: Result<Target, CodecError>) -> Start {
     stats::CALLS.increment();
     let (key, fingerprint) = match target {
-        Ok(Target::Keyed { key, fingerprint }) => (key, fingerprint),
+        Ok(Target::Keyed {
+            key, fingerprint, ..
+        }) => (key, fingerprint),
         Ok(Target::Keyless) => {
             if let Err(error) = options.check() {
                 return Start::Refused(invalid(options, "", error));

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use self::budget::{Limits, DEFAULT_MAX_ENTRIES};
 use self::eviction::Evicted;
 use self::store::Store;
+use crate::backend::KeyForm;
 use crate::{Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 
 /// An in-process [`Backend`]: records live in this process's memory, shared
@@ -398,6 +399,12 @@ impl Backend for MemoryBackend {
     /// so a dropped call's release or completion runs in place.
     fn detached(&self) -> Option<Arc<dyn Backend>> {
         None
+    }
+
+    /// [`KeyForm::Local`]: the records live and die with this process, so
+    /// a key need not read the same elsewhere, and a short one is not hashed.
+    fn key_form(&self) -> KeyForm {
+        KeyForm::Local
     }
 }
 
