@@ -6,13 +6,15 @@
 //! process and release. The memory store ([`KeyForm::Local`]) is handed a
 //! form that costs no SHA-256 for a short key:
 //!
-//! `{scope length}:{scope}:{payload}`, the payload being either the key's
-//! canonical encoding, one character per byte (see [`mapped`]), when it takes
-//! at most [`RAW_KEY_MAX`] bytes, or `#` and the hex digest otherwise.
+//! `{scope length}:{scope}:{payload}`, the payload being, for a key whose
+//! canonical encoding takes at most [`RAW_KEY_MAX`] bytes, `"` and the key
+//! itself when it is a string, or that encoding one character per byte (see
+//! [`mapped`]) when it is not; and for a longer key `#` and the hex digest.
 //!
 //! That form is injective: the length frames the scope whatever it holds, a
-//! canonical encoding starts with a tag below `0x20` and so never with `#`,
-//! and the byte-to-character map is one-to-one. Two calls thus share a
+//! mapped encoding starts with the picture of a tag below `0x20` and so never
+//! with `"` or `#`, and a string and the byte-to-character map determine the
+//! canonical encoding. Two calls thus share a
 //! record exactly when they share the scope and the key's canonical encoding,
 //! as with the digest (short of a SHA-256 collision), and the call's
 //! [`stored_key`](crate::Call::stored_key) is the digest form either way.
@@ -20,7 +22,7 @@
 use std::sync::{LazyLock, OnceLock};
 
 use crate::backend::KeyForm;
-use crate::canonical::Sink;
+use crate::canonical::{Sink, STR_TAG};
 use crate::fingerprint::new_hasher;
 use crate::hasher::Hasher;
 use crate::private::HashInto;
@@ -73,19 +75,19 @@ impl Target {
         })?;
         let key = match form {
             KeyForm::Local => {
-                let payload = match key {
+                let mut local = KeyBytes::new(scope);
+                let key = match key {
                     Some(key) => {
-                        let mut bytes = KeyBytes::new();
-                        key.key_into(&mut bytes)?;
-                        if bytes.is_absent() {
+                        key.key_into(&mut local)?;
+                        if local.is_absent() {
                             return Ok(Self::Keyless);
                         }
-                        bytes.into_payload()
+                        local.finish()
                     }
-                    None => Payload::Digest(fingerprint),
+                    None => local.finish_with(&fingerprint),
                 };
                 return Ok(Self::Keyed {
-                    key: local_key(scope, &payload),
+                    key,
                     fingerprint,
                     public: Public::Lazy(OnceLock::new()),
                 });
@@ -167,91 +169,140 @@ fn record_key(scope: &str, digest: &Fingerprint) -> String {
     key
 }
 
-/// A key's canonical encoding, kept while it is short and hashed into its
+/// A local key being written: the scope's frame, then the key as its
+/// canonical encoding comes, kept while it is short and hashed into its
 /// digest (exactly as [`KeyForm::Digest`] hashes it) once it is not.
 pub struct KeyBytes {
-    short: [u8; RAW_KEY_MAX],
-    len: usize,
-    long: Option<Hasher>,
+    /// The key so far: the frame, and the string key itself in `Text`.
+    key: String,
+    /// Where the payload starts in `key`.
+    frame: usize,
+    payload: Payload,
+}
+
+/// What is known of the payload so far.
+enum Payload {
+    /// Nothing yet.
+    Empty,
+    /// A string key, written as itself after [`TEXT_MARK`]: as long as
+    /// nothing follows it, it is the whole key.
+    Text,
+    /// A canonical encoding of at most [`RAW_KEY_MAX`] bytes.
+    Raw([u8; RAW_KEY_MAX], usize),
+    /// The digest of a longer one, being computed.
+    Long(Box<Hasher>),
 }
 
 impl KeyBytes {
-    fn new() -> Self {
+    fn new(scope: &str) -> Self {
+        // Room for the frame and a string key or a digest: one allocation.
+        let mut key = String::with_capacity(scope.len() + 22 + 65);
+        push_decimal(&mut key, scope.len());
+        key.push(':');
+        key.push_str(scope);
+        key.push(':');
         Self {
-            short: [0; RAW_KEY_MAX],
-            len: 0,
-            long: None,
+            frame: key.len(),
+            key,
+            payload: Payload::Empty,
         }
     }
 
-    fn is_absent(&self) -> bool {
-        self.long.is_none()
-            && absent_encodings()
-                .iter()
-                .any(|absent| **absent == self.short[..self.len])
+    /// The key whose payload is `digest` (a call whose arguments are its key).
+    fn finish_with(mut self, digest: &Fingerprint) -> String {
+        self.key.truncate(self.frame);
+        self.key.push(DIGEST_MARK);
+        digest.write_hex(&mut self.key);
+        self.key
     }
 
-    fn into_payload(self) -> Payload {
-        match self.long {
-            Some(hasher) => Payload::Digest(Fingerprint::from_bytes(hasher.finish())),
-            None => Payload::Raw(self.short, self.len),
+    fn is_absent(&self) -> bool {
+        match &self.payload {
+            Payload::Raw(bytes, len) => absent_encodings()
+                .iter()
+                .any(|absent| **absent == bytes[..*len]),
+            _ => false,
+        }
+    }
+
+    fn finish(mut self) -> String {
+        match std::mem::replace(&mut self.payload, Payload::Empty) {
+            Payload::Empty | Payload::Text => self.key,
+            Payload::Raw(bytes, len) => {
+                self.key
+                    .extend(bytes[..len].iter().map(|&byte| mapped(byte)));
+                self.key
+            }
+            Payload::Long(hasher) => {
+                let digest = Fingerprint::from_bytes(hasher.finish());
+                self.finish_with(&digest)
+            }
+        }
+    }
+
+    /// Turns a `Text` payload back into its canonical bytes, for a key
+    /// that turned out to be more than one string.
+    fn untext(&mut self) {
+        if let Payload::Text = self.payload {
+            let text_at = self.frame + TEXT_MARK.len_utf8();
+            let text = &self.key.as_bytes()[text_at..];
+            let mut bytes = [0; RAW_KEY_MAX];
+            // A text payload is at most `RAW_KEY_MAX - 2` bytes, so its
+            // length is one LEB128 byte.
+            bytes[0] = STR_TAG;
+            bytes[1] = text.len() as u8;
+            bytes[2..2 + text.len()].copy_from_slice(text);
+            self.payload = Payload::Raw(bytes, 2 + text.len());
+            self.key.truncate(self.frame);
         }
     }
 }
 
 impl Sink for KeyBytes {
     fn put(&mut self, bytes: &[u8]) {
-        if let Some(hasher) = &mut self.long {
-            hasher.put(bytes);
-            return;
+        self.untext();
+        match &mut self.payload {
+            Payload::Long(hasher) => hasher.put(bytes),
+            Payload::Empty if bytes.len() <= RAW_KEY_MAX => {
+                let mut raw = [0; RAW_KEY_MAX];
+                raw[..bytes.len()].copy_from_slice(bytes);
+                self.payload = Payload::Raw(raw, bytes.len());
+            }
+            Payload::Raw(raw, len) if *len + bytes.len() <= RAW_KEY_MAX => {
+                raw[*len..*len + bytes.len()].copy_from_slice(bytes);
+                *len += bytes.len();
+            }
+            _ => {
+                let mut hasher = Box::new(new_hasher());
+                if let Payload::Raw(raw, len) = &self.payload {
+                    hasher.put(&raw[..*len]);
+                }
+                hasher.put(bytes);
+                self.payload = Payload::Long(hasher);
+            }
         }
-        let end = self.len + bytes.len();
-        if end <= RAW_KEY_MAX {
-            self.short[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-        } else {
-            let mut hasher = new_hasher();
-            hasher.put(&self.short[..self.len]);
-            hasher.put(bytes);
-            self.long = Some(hasher);
+    }
+
+    fn put_str(&mut self, text: &str) {
+        // The common key, one short string, copied as itself: no map and no
+        // UTF-8 check, as a `str` is one already.
+        if let Payload::Empty = self.payload {
+            if text.len() + 2 <= RAW_KEY_MAX {
+                self.key.push(TEXT_MARK);
+                self.key.push_str(text);
+                self.payload = Payload::Text;
+                return;
+            }
         }
+        crate::canonical::put_str_as_bytes(self, text);
     }
 }
 
-/// What follows the scope in a local key.
-enum Payload {
-    /// A canonical encoding of at most [`RAW_KEY_MAX`] bytes.
-    Raw([u8; RAW_KEY_MAX], usize),
-    /// The digest of a longer key, or the fingerprint of a call whose
-    /// arguments are its key.
-    Digest(Fingerprint),
-}
-
-/// Marks a digest payload; no canonical encoding starts with it.
+/// Marks a digest payload; no canonical encoding starts with it, nor does
+/// its character map (which starts below `0x20`, so with a picture).
 const DIGEST_MARK: char = '#';
-
-fn local_key(scope: &str, payload: &Payload) -> String {
-    let payload_len = match payload {
-        Payload::Raw(bytes, len) => bytes[..*len]
-            .iter()
-            .map(|&byte| mapped(byte).len_utf8())
-            .sum(),
-        Payload::Digest(_) => 65,
-    };
-    let mut key = String::with_capacity(scope.len() + 22 + payload_len);
-    push_decimal(&mut key, scope.len());
-    key.push(':');
-    key.push_str(scope);
-    key.push(':');
-    match payload {
-        Payload::Raw(bytes, len) => key.extend(bytes[..*len].iter().map(|&byte| mapped(byte))),
-        Payload::Digest(digest) => {
-            key.push(DIGEST_MARK);
-            digest.write_hex(&mut key);
-        }
-    }
-    key
-}
+/// Marks a string key written as itself.
+const TEXT_MARK: char = '"';
 
 fn push_decimal(out: &mut String, mut value: usize) {
     let mut digits = [0u8; 20];
@@ -264,8 +315,7 @@ fn push_decimal(out: &mut String, mut value: usize) {
             break;
         }
     }
-    // ASCII digits, so the conversion cannot fail.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
 }
 
 /// One character per byte, one-to-one: printable ASCII as itself, the
@@ -312,6 +362,14 @@ pub(crate) fn public_form(key: &str) -> Option<(&str, String)> {
             return Some((scope, format!("{scope}:{hex}")));
         }
         None if payload.is_empty() => return None,
+        None if payload.starts_with(TEXT_MARK) => {
+            let text = &payload[TEXT_MARK.len_utf8()..];
+            let len = u8::try_from(text.len()).ok().filter(|len| *len < 0x80)?;
+            let mut hasher = new_hasher();
+            hasher.put(&[STR_TAG, len]);
+            hasher.put(text.as_bytes());
+            Fingerprint::from_bytes(hasher.finish())
+        }
         None => {
             let mut hasher = new_hasher();
             for c in payload.chars() {
@@ -418,6 +476,11 @@ mod tests {
         let (local, _, unkeyed_local) = keyed("s", KeyForm::Local, None, &("a", 1));
         assert_eq!(unkeyed_local, unkeyed_digest);
         assert!(local.starts_with("1:s:#"), "{local}");
+        let (text, _, _) = keyed("bench::charge", KeyForm::Local, Some(&"order-42"), &());
+        assert_eq!(
+            text, "13:bench::charge:\"order-42",
+            "a string key as itself"
+        );
     }
 
     #[test]
@@ -444,6 +507,10 @@ mod tests {
             Box::new(":"),
             Box::new("a:1"),
             Box::new(format!("#{}", "0".repeat(64))),
+            Box::new("\"x"),
+            Box::new(b"\x0a\x01x".to_vec()),
+            Box::new(Some("x".repeat(61))),
+            Box::new(Some("x".repeat(62))),
         ]);
         for scope in scopes {
             for (index, key) in keys.iter().enumerate() {
