@@ -159,6 +159,27 @@ pub trait Backend: Send + Sync {
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError>;
 
+    /// [`claim`](Self::claim) done in place, for a store whose operations
+    /// never wait (its records are in this process's memory): no future to
+    /// box, and with the outcome the instant, on tokio's clock, that the
+    /// store's lease counts from, so the caller needs no clock read of its
+    /// own to know when its lease ends. An `Err` means the claim was not
+    /// applied.
+    ///
+    /// `None`, the default: the store has no such path, and the caller
+    /// awaits [`claim`](Self::claim). A store that answers here answers as
+    /// `claim` would.
+    fn claim_in_place(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Option<Result<(ClaimOutcome, tokio::time::Instant), BackendError>> {
+        let _ = (key, fingerprint, token, lease);
+        None
+    }
+
     /// Replaces the claim holding `token` by a completed record with `output`,
     /// kept for `ttl`. Fails with kind
     /// [`TooLarge`](crate::BackendErrorKind::TooLarge) when `output` exceeds
@@ -304,6 +325,16 @@ macro_rules! forward_backend {
 
             fn key_form(&self) -> KeyForm {
                 (**self).key_form()
+            }
+
+            fn claim_in_place(
+                &self,
+                key: &str,
+                fingerprint: &Fingerprint,
+                token: FencingToken,
+                lease: Duration,
+            ) -> Option<Result<(ClaimOutcome, tokio::time::Instant), BackendError>> {
+                (**self).claim_in_place(key, fingerprint, token, lease)
             }
         }
     )*};

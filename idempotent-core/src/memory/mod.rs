@@ -220,25 +220,28 @@ impl MemoryBackend {
     }
 
     /// One claim with the caller's `token` (see `Store::claim` for a claim
-    /// that finds its own token).
+    /// that finds its own token), and the instant its lease counts from.
     fn claim_now(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
         token: FencingToken,
         lease: Duration,
-    ) -> Result<ClaimOutcome, BackendError> {
+    ) -> Result<(ClaimOutcome, Instant), BackendError> {
         let bounds = self.shared.limits.get();
-        let claimed = {
+        let (claimed, now) = {
             let mut store = self.lock();
             let now = Instant::now();
             store.purge(now);
-            store.claim(key, fingerprint, token, lease, now, &bounds)
+            (
+                store.claim(key, fingerprint, token, lease, now, &bounds),
+                now,
+            )
         };
         match claimed {
             Ok(claimed) => {
                 report(claimed.evicted);
-                Ok(claimed.outcome)
+                Ok((claimed.outcome, now))
             }
             Err(full) => Err(full.into_claim_error()),
         }
@@ -346,6 +349,18 @@ impl Backend for MemoryBackend {
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         self.claim_now(key, fingerprint, token, lease)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Always answers: a claim is one short lock.
+    fn claim_in_place(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Option<Result<(ClaimOutcome, Instant), BackendError>> {
+        Some(self.claim_now(key, fingerprint, token, lease))
     }
 
     async fn complete(
@@ -556,6 +571,66 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// The in-place claim the engine uses is the same operation as
+    /// `claim`, and says when the lease it granted started.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_in_place_answers_as_claim_does() {
+        let backend = MemoryBackend::new();
+        let token = FencingToken::generate();
+        let granted_at = Instant::now();
+        let (outcome, at) = backend
+            .claim_in_place("k", &fp(1), token, LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ClaimOutcome::Acquired {
+                token,
+                took_over: false
+            }
+        );
+        assert_eq!(at, granted_at);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let again = backend.claim_in_place("k", &fp(1), FencingToken::generate(), LEASE);
+        assert_eq!(
+            again.unwrap().unwrap().0,
+            ClaimOutcome::InProgress {
+                lease_remaining: LEASE - Duration::from_secs(10)
+            },
+            "the lease counts from the instant answered"
+        );
+        backend.complete("k", token, b"out", TTL).await.unwrap();
+        let (completed, _) = backend
+            .claim_in_place("k", &fp(1), FencingToken::generate(), LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            completed,
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+        let (mismatch, _) = backend
+            .claim_in_place("k", &fp(2), FencingToken::generate(), LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(mismatch, ClaimOutcome::Mismatch);
+        let full = MemoryBackend::with_max_entries(1);
+        acquire(&full, "a", LEASE).await;
+        let refused = full.claim_in_place("b", &fp(1), FencingToken::generate(), LEASE);
+        assert!(
+            matches!(&refused, Some(Err(e)) if e.kind() == BackendErrorKind::Capacity),
+            "{refused:?}"
+        );
+        let wrapped: &dyn Backend = &&backend;
+        assert!(
+            wrapped
+                .claim_in_place("k", &fp(1), FencingToken::generate(), LEASE)
+                .is_some(),
+            "forwarded through references"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
