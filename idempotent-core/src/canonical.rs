@@ -104,6 +104,7 @@ pub(crate) trait Sink {
 
     /// Appends a `str` value: its tag, length and bytes. A sink may keep
     /// the text as text (the local key form does).
+    #[inline]
     fn put_str(&mut self, text: &str)
     where
         Self: Sized,
@@ -113,6 +114,7 @@ pub(crate) trait Sink {
 }
 
 /// The bytes of a `str` value, as [`Sink::put_str`] appends them by default.
+#[inline]
 pub(crate) fn put_str_as_bytes<S: Sink>(sink: &mut S, text: &str) {
     put_tagged_bytes(sink, STR, text.as_bytes());
 }

@@ -304,18 +304,16 @@ const DIGEST_MARK: char = '#';
 /// Marks a string key written as itself.
 const TEXT_MARK: char = '"';
 
-fn push_decimal(out: &mut String, mut value: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
+fn push_decimal(out: &mut String, value: usize) {
+    // Scopes are short: their length takes one or two digits.
+    if value < 100 {
+        if value >= 10 {
+            out.push(char::from(b'0' + (value / 10) as u8));
         }
+        out.push(char::from(b'0' + (value % 10) as u8));
+        return;
     }
-    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+    out.push_str(&value.to_string());
 }
 
 /// One character per byte, one-to-one: printable ASCII as itself, the
@@ -455,7 +453,7 @@ mod tests {
     #[test]
     fn a_local_key_has_the_digest_form_as_its_stored_key() {
         for key in sample_keys() {
-            for scope in ["s", "", "a:b", "12:x", "ünïcödé"] {
+            for scope in ["s", "", "a:b", "12:x", "ünïcödé", &"long".repeat(40)] {
                 let (digest_key, digest_fp, digest_public) =
                     keyed(scope, KeyForm::Digest, Some(&*key), &7);
                 let (local_key, local_fp, local_public) =
