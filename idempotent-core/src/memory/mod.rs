@@ -573,6 +573,54 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
+    /// Scopes and keys that would run together in a plain `{scope}:{key}`
+    /// (or differ only around the local form's length limit) each get a
+    /// record of their own: every call replays its own result, never
+    /// another's, and nothing is refused as a mismatch.
+    #[tokio::test(start_paused = true)]
+    async fn tricky_scopes_and_keys_never_share_a_record() {
+        let store = MemoryBackend::new();
+        let long = "k".repeat(62);
+        let keys: Vec<&str> = vec![
+            "b",
+            ":b",
+            "a:b",
+            "",
+            ":",
+            "\"b",
+            "#b",
+            "z",
+            "y:\"z",
+            &long,
+            &long[1..],
+        ];
+        let scopes = ["a", "a:", "a:b", "1:a", "", "a\"", "2:a:", "x", "x:\"y"];
+        let call = |scope: &'static str, key: &str, label: String| {
+            let store = &store;
+            let key = key.to_owned();
+            async move {
+                crate::Idempotency::new(store)
+                    .scope(scope)
+                    .run(&key, &(), || async { Ok::<_, crate::Error>(label) })
+                    .await
+            }
+        };
+        for (round, label_of) in [(0, "first"), (1, "retry")] {
+            for scope in scopes {
+                for key in &keys {
+                    let label = format!("{label_of}:{scope}|{key}");
+                    let answer = call(scope, key, label).await.unwrap();
+                    assert_eq!(
+                        answer,
+                        format!("first:{scope}|{key}"),
+                        "round {round}: scope {scope:?}, key {key:?} got another call's result"
+                    );
+                }
+            }
+        }
+        assert_eq!(store.len(), scopes.len() * keys.len());
+    }
+
     /// The in-place claim the engine uses is the same operation as
     /// `claim`, and says when the lease it granted started.
     #[tokio::test(start_paused = true)]
