@@ -90,12 +90,34 @@ pub enum CasOutcome {
     Fenced,
 }
 
+/// The form of the keys the engine hands a store ([`Backend::key_form`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyForm {
+    /// `{scope}:{64 hex digits}`, the SHA-256 of the key's canonical
+    /// encoding: bounded whatever the key's size, and the same in every
+    /// process and release, so records written before a deploy or by
+    /// another process are found. What every store that keeps records
+    /// beyond one process needs, and the default.
+    #[default]
+    Digest,
+    /// A form that only this process's build reads: the scope framed by its
+    /// length, then a short key's canonical encoding as it is (or, for a key
+    /// longer than 64 bytes, its digest). Cheaper to build, as it hashes no
+    /// short key, and as collision-free as the digest form: two calls get
+    /// the same key exactly when they share the scope and the key. For a
+    /// store whose records never leave the process nor outlive it (the
+    /// memory store).
+    Local,
+}
+
 /// A store of idempotency records.
 ///
 /// Each method is one atomic operation on one key (one lock, one Lua script,
 /// one SQL statement): never read-then-write across two round trips. Keys are
-/// `{scope}:{hex digest}` strings of bounded length. Time (leases, expiry) is
-/// the store's own clock.
+/// `{scope}:{hex digest}` strings of bounded length (or another bounded form
+/// a store may ask for, [`key_form`](Self::key_form)). Time (leases, expiry)
+/// is the store's own clock.
 ///
 /// A record is absent, in progress `{fingerprint, token, lease_until}` or
 /// completed `{fingerprint, output}` (expiring after its `ttl`). An expired
@@ -136,6 +158,27 @@ pub trait Backend: Send + Sync {
         token: FencingToken,
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError>;
+
+    /// [`claim`](Self::claim) done in place, for a store whose operations
+    /// never wait (its records are in this process's memory): no future to
+    /// box, and with the outcome the instant, on tokio's clock, that the
+    /// store's lease counts from, so the caller needs no clock read of its
+    /// own to know when its lease ends. An `Err` means the claim was not
+    /// applied.
+    ///
+    /// `None`, the default: the store has no such path, and the caller
+    /// awaits [`claim`](Self::claim). A store that answers here answers as
+    /// `claim` would.
+    fn claim_in_place(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Option<Result<(ClaimOutcome, tokio::time::Instant), BackendError>> {
+        let _ = (key, fingerprint, token, lease);
+        None
+    }
 
     /// Replaces the claim holding `token` by a completed record with `output`,
     /// kept for `ttl`. Fails with kind
@@ -181,6 +224,13 @@ pub trait Backend: Send + Sync {
     /// `None` means the store's operations finish when first polled (the
     /// memory store): the dropped call then runs that work in place.
     fn detached(&self) -> Option<Arc<dyn Backend>>;
+
+    /// The form of the keys the engine hands this store:
+    /// [`KeyForm::Digest`] unless the store's records never leave this
+    /// process. Asked once per call, before the key is computed.
+    fn key_form(&self) -> KeyForm {
+        KeyForm::Digest
+    }
 }
 
 /// The boxed future `#[async_trait]` methods return.
@@ -271,6 +321,20 @@ macro_rules! forward_backend {
 
             fn detached(&self) -> Option<Arc<dyn Backend>> {
                 (**self).detached()
+            }
+
+            fn key_form(&self) -> KeyForm {
+                (**self).key_form()
+            }
+
+            fn claim_in_place(
+                &self,
+                key: &str,
+                fingerprint: &Fingerprint,
+                token: FencingToken,
+                lease: Duration,
+            ) -> Option<Result<(ClaimOutcome, tokio::time::Instant), BackendError>> {
+                (**self).claim_in_place(key, fingerprint, token, lease)
             }
         }
     )*};

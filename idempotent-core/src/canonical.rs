@@ -75,6 +75,9 @@ const NINT: u8 = 0x07;
 const FLOAT: u8 = 0x08;
 const CHAR: u8 = 0x09;
 const STR: u8 = 0x0a;
+/// The tag of a `str`, for the local key form that writes a short string key
+/// as itself.
+pub(crate) const STR_TAG: u8 = STR;
 const BYTES: u8 = 0x0b;
 const SEQ: u8 = 0x0c;
 const MAP: u8 = 0x0d;
@@ -98,6 +101,22 @@ pub(crate) trait Sink {
     fn put_prefix<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
         self.put(&bytes[..len]);
     }
+
+    /// Appends a `str` value: its tag, length and bytes. A sink may keep
+    /// the text as text (the local key form does).
+    #[inline]
+    fn put_str(&mut self, text: &str)
+    where
+        Self: Sized,
+    {
+        put_str_as_bytes(self, text);
+    }
+}
+
+/// The bytes of a `str` value, as [`Sink::put_str`] appends them by default.
+#[inline]
+pub(crate) fn put_str_as_bytes<S: Sink>(sink: &mut S, text: &str) {
+    put_tagged_bytes(sink, STR, text.as_bytes());
 }
 
 impl Sink for crate::hasher::Hasher {
@@ -308,7 +327,7 @@ impl<'s, S: Sink> ser::Serializer for Encoder<'s, S> {
     }
 
     fn serialize_str(self, v: &str) -> Result<(), EncodeError> {
-        put_tagged_bytes(self.sink, STR, v.as_bytes());
+        self.sink.put_str(v);
         Ok(())
     }
 

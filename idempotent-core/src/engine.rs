@@ -115,7 +115,9 @@ enum Start {
 fn start(options: &Options, target: Result<Target, CodecError>) -> Start {
     stats::CALLS.increment();
     let (key, fingerprint) = match target {
-        Ok(Target::Keyed { key, fingerprint }) => (key, fingerprint),
+        Ok(Target::Keyed {
+            key, fingerprint, ..
+        }) => (key, fingerprint),
         Ok(Target::Keyless) => {
             if let Err(error) = options.check() {
                 return Start::Refused(invalid(options, "", error));
@@ -239,23 +241,29 @@ impl<'a, B: Backend + ?Sized> Claimed<'a, B> {
         let mut step = FIRST_WAIT_STEP;
         let mut waited = false;
         loop {
-            let asked_at = Instant::now();
-            let claiming = Phase::Claiming {
-                lands_until: asked_at + 2 * lease,
+            let token = guard.token();
+            // A store that claims in place needs no future, and its answer
+            // says when the lease started: no clock read here.
+            let claimed = match self.backend.claim_in_place(key, fingerprint, token, lease) {
+                Some(claimed) => claimed,
+                None => {
+                    let asked_at = Instant::now();
+                    guard.enter(Phase::Claiming {
+                        lands_until: asked_at + 2 * lease,
+                    });
+                    let claimed = self.backend.claim(key, fingerprint, token, lease).await;
+                    guard.enter(Phase::Settled);
+                    // The lease counts from no later than the sending.
+                    claimed.map(|outcome| (outcome, asked_at))
+                }
             };
-            guard.enter(claiming);
-            let claimed = self
-                .backend
-                .claim(key, fingerprint, guard.token(), lease)
-                .await;
-            guard.enter(Phase::Settled);
-            let outcome = match claimed {
-                Ok(outcome) => outcome,
+            let (outcome, asked_at) = match claimed {
+                Ok(claimed) => claimed,
                 Err(error) => {
                     // The claim may have been applied though its answer
                     // was lost: release it, also if it lands later.
                     guard.enter(Phase::Claiming {
-                        lands_until: asked_at + 2 * lease,
+                        lands_until: Instant::now() + 2 * lease,
                     });
                     return Err(self.store_failed(error));
                 }

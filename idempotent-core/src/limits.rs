@@ -45,25 +45,29 @@ pub fn check_wait(wait: Duration) -> Result<Duration, Error> {
     check("wait", wait, MIN_DURATION, MAX_WAIT)
 }
 
+// Inlined, with the error built out of line: every call checks its ttl and
+// lease, and the message's formatting is for the rare call that fails.
+#[inline]
 fn check(option: &str, value: Duration, min: Duration, max: Duration) -> Result<Duration, Error> {
-    if value < min {
-        return Err(Error::InvalidConfig {
-            reason: format!("`{option}` must be at least {min:?}, got {value:?}"),
-        });
-    }
-    if value > max {
-        return Err(Error::InvalidConfig {
-            reason: format!(
-                "`{option}` must be at most {} ({max:?}), got {value:?}",
-                humanize(max)
-            ),
-        });
+    if value < min || value > max {
+        return Err(out_of_bounds(option, value, min, max));
     }
     Ok(value)
 }
 
-/// In days, as the attribute's humantime literals write them (`3650d`):
-/// humantime's years are 365.25 days, so "10 years" would not be the bound.
+#[cold]
+fn out_of_bounds(option: &str, value: Duration, min: Duration, max: Duration) -> Error {
+    let reason = if value < min {
+        format!("`{option}` must be at least {min:?}, got {value:?}")
+    } else {
+        format!(
+            "`{option}` must be at most {} ({max:?}), got {value:?}",
+            humanize(max)
+        )
+    };
+    Error::InvalidConfig { reason }
+}
+
 fn humanize(duration: Duration) -> String {
     const DAY: u64 = 24 * 60 * 60;
     match duration.as_secs() {

@@ -7,6 +7,7 @@ pub use core::time::Duration;
 
 pub use crate::default_scope::{ScopeConflict, ScopeSite};
 pub use crate::hasher::Hasher;
+pub use crate::stored_key::KeyBytes;
 
 use crate::{canonical, CodecError};
 
@@ -15,11 +16,25 @@ use crate::{canonical, CodecError};
 pub trait HashInto {
     /// Feeds the value's canonical encoding into `hasher`.
     fn hash_into(&self, hasher: &mut Hasher) -> Result<(), CodecError>;
+
+    /// Feeds the value's canonical encoding into a local key.
+    fn key_into(&self, key: &mut KeyBytes) -> Result<(), CodecError>;
+
+    /// Appends the value's canonical encoding to `bytes`.
+    fn encode_into(&self, bytes: &mut Vec<u8>) -> Result<(), CodecError>;
 }
 
 impl<T: Serialize + ?Sized> HashInto for T {
     fn hash_into(&self, hasher: &mut Hasher) -> Result<(), CodecError> {
         canonical::write(self, hasher)
+    }
+
+    fn key_into(&self, key: &mut KeyBytes) -> Result<(), CodecError> {
+        canonical::write(self, key)
+    }
+
+    fn encode_into(&self, bytes: &mut Vec<u8>) -> Result<(), CodecError> {
+        canonical::write(self, bytes)
     }
 }
 

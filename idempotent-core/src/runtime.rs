@@ -156,7 +156,8 @@ impl<B: Backend> Idempotency<B> {
         K: Serialize + ?Sized,
         I: Serialize + ?Sized,
     {
-        let target = Target::new(&self.options.scope, Some(&key), |hasher| {
+        let form = self.backend.key_form();
+        let target = Target::new(&self.options.scope, Some(&key), form, |hasher| {
             input.hash_into(hasher)
         });
         Call {
@@ -168,7 +169,10 @@ impl<B: Backend> Idempotency<B> {
     /// Like [`prepare`](Self::prepare), with the fingerprint of `input` as
     /// the key: the same arguments are the same call.
     pub fn prepare_unkeyed<I: Serialize + ?Sized>(self, input: &I) -> Call<B> {
-        let target = Target::new(&self.options.scope, None, |hasher| input.hash_into(hasher));
+        let form = self.backend.key_form();
+        let target = Target::new(&self.options.scope, None, form, |hasher| {
+            input.hash_into(hasher)
+        });
         Call {
             config: self,
             target,
@@ -191,7 +195,8 @@ impl<B: Backend> Idempotency<B> {
     /// erased, the key is optional.
     #[doc(hidden)]
     pub fn __prepare_args(self, key: Option<&dyn HashInto>, args: &[&dyn HashInto]) -> Call<B> {
-        let target = Target::new(&self.options.scope, key, |hasher| {
+        let form = self.backend.key_form();
+        let target = Target::new(&self.options.scope, key, form, |hasher| {
             hasher.put(&(args.len() as u64).to_le_bytes());
             args.iter().try_for_each(|arg| arg.hash_into(hasher))
         });
@@ -211,13 +216,24 @@ pub struct Call<B> {
 }
 
 impl<B: Backend> Call<B> {
-    /// The key under which the record is stored (`{scope}:{hex digest}`), or
-    /// `None` when there is no record: the key was `None`, or the key or
+    /// The call's key as a shared store keeps it (`{scope}:{hex digest}`),
+    /// or `None` when there is no record: the key was `None`, or the key or
     /// arguments could not be serialized.
     ///
-    /// It is stable across processes and retries, so it also serves as the
-    /// idempotency key to pass on to a downstream provider.
+    /// It is stable across processes, retries and stores, so it also serves
+    /// as the idempotency key to pass on to a downstream provider. A store
+    /// whose records stay in this process (the memory store) is handed a
+    /// cheaper form instead, [`record_key`](Self::record_key).
     pub fn stored_key(&self) -> Option<&str> {
+        self.target.as_ref().ok()?.public_key()
+    }
+
+    /// The key this call's record has in its store, in the store's own
+    /// [`KeyForm`](crate::backend::KeyForm): what to pass to the store's
+    /// operations to reach the record (a test that plants one). The same
+    /// as [`stored_key`](Self::stored_key) except on a store that asks for
+    /// [`KeyForm::Local`](crate::backend::KeyForm::Local).
+    pub fn record_key(&self) -> Option<&str> {
         match &self.target {
             Ok(Target::Keyed { key, .. }) => Some(key),
             _ => None,

@@ -129,7 +129,7 @@ async fn every_trouble() {
         .scope("observed")
         .prepare("corrupt", &1);
     let (key, fingerprint) = (
-        planted.stored_key().unwrap().to_owned(),
+        planted.record_key().unwrap().to_owned(),
         *planted.fingerprint().unwrap(),
     );
     let token = FencingToken::generate();

@@ -105,7 +105,7 @@ async fn expired_claim_with_same_arguments_is_taken_over() {
             .lease(Duration::from_secs(1))
     };
     let prepared = idempotency().prepare("a", &input);
-    let key = prepared.stored_key().unwrap().to_owned();
+    let key = prepared.record_key().unwrap().to_owned();
     let crashed = *prepared.fingerprint().unwrap();
     use idempotent_core::backend::ClaimOutcome;
     use idempotent_core::Backend;
@@ -141,7 +141,7 @@ async fn expired_claim_with_other_arguments_is_still_a_mismatch() {
             .lease(Duration::from_secs(1))
     };
     let prepared = idempotency().prepare("a", &1);
-    let key = prepared.stored_key().unwrap().to_owned();
+    let key = prepared.record_key().unwrap().to_owned();
     use idempotent_core::Backend;
     store
         .claim(

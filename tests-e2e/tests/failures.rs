@@ -46,7 +46,7 @@ async fn plant(
     output: &[u8],
 ) {
     let prepared = Idempotency::new(store).scope(scope).prepare("key", input);
-    let key = prepared.stored_key().unwrap().to_owned();
+    let key = prepared.record_key().unwrap().to_owned();
     let fingerprint = *prepared.fingerprint().unwrap();
     let Ok(ClaimOutcome::Acquired { token, .. }) = store
         .claim(

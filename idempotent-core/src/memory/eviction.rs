@@ -196,7 +196,12 @@ enum EvictedKind {
 
 impl Evicted {
     pub(super) fn report(&self) {
-        let (key, scope) = (&*self.key, scope_of(&self.key));
+        // Named as the call's `stored_key` names it, when the engine made it.
+        let public = crate::stored_key::public_form(&self.key);
+        let (scope, key) = match &public {
+            Some((scope, public)) => (*scope, public.as_str()),
+            None => (scope_of(&self.key), &*self.key),
+        };
         match self.kind {
             EvictedKind::Completed { ttl_left } => tracing::warn!(
                 scope,

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use self::budget::{Limits, DEFAULT_MAX_ENTRIES};
 use self::eviction::Evicted;
 use self::store::Store;
+use crate::backend::KeyForm;
 use crate::{Backend, BackendError, CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
 
 /// An in-process [`Backend`]: records live in this process's memory, shared
@@ -219,25 +220,28 @@ impl MemoryBackend {
     }
 
     /// One claim with the caller's `token` (see `Store::claim` for a claim
-    /// that finds its own token).
+    /// that finds its own token), and the instant its lease counts from.
     fn claim_now(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
         token: FencingToken,
         lease: Duration,
-    ) -> Result<ClaimOutcome, BackendError> {
+    ) -> Result<(ClaimOutcome, Instant), BackendError> {
         let bounds = self.shared.limits.get();
-        let claimed = {
+        let (claimed, now) = {
             let mut store = self.lock();
             let now = Instant::now();
             store.purge(now);
-            store.claim(key, fingerprint, token, lease, now, &bounds)
+            (
+                store.claim(key, fingerprint, token, lease, now, &bounds),
+                now,
+            )
         };
         match claimed {
             Ok(claimed) => {
                 report(claimed.evicted);
-                Ok(claimed.outcome)
+                Ok((claimed.outcome, now))
             }
             Err(full) => Err(full.into_claim_error()),
         }
@@ -345,6 +349,18 @@ impl Backend for MemoryBackend {
         lease: Duration,
     ) -> Result<ClaimOutcome, BackendError> {
         self.claim_now(key, fingerprint, token, lease)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Always answers: a claim is one short lock.
+    fn claim_in_place(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Option<Result<(ClaimOutcome, Instant), BackendError>> {
+        Some(self.claim_now(key, fingerprint, token, lease))
     }
 
     async fn complete(
@@ -398,6 +414,12 @@ impl Backend for MemoryBackend {
     /// so a dropped call's release or completion runs in place.
     fn detached(&self) -> Option<Arc<dyn Backend>> {
         None
+    }
+
+    /// [`KeyForm::Local`]: the records live and die with this process, so
+    /// a key need not read the same elsewhere, and a short one is not hashed.
+    fn key_form(&self) -> KeyForm {
+        KeyForm::Local
     }
 }
 
@@ -549,6 +571,114 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// Scopes and keys that would run together in a plain `{scope}:{key}`
+    /// (or differ only around the local form's length limit) each get a
+    /// record of their own: every call replays its own result, never
+    /// another's, and nothing is refused as a mismatch.
+    #[tokio::test(start_paused = true)]
+    async fn tricky_scopes_and_keys_never_share_a_record() {
+        let store = MemoryBackend::new();
+        let long = "k".repeat(62);
+        let keys: Vec<&str> = vec![
+            "b",
+            ":b",
+            "a:b",
+            "",
+            ":",
+            "\"b",
+            "#b",
+            "z",
+            "y:\"z",
+            &long,
+            &long[1..],
+        ];
+        let scopes = ["a", "a:", "a:b", "1:a", "", "a\"", "2:a:", "x", "x:\"y"];
+        let call = |scope: &'static str, key: &str, label: String| {
+            let store = &store;
+            let key = key.to_owned();
+            async move {
+                crate::Idempotency::new(store)
+                    .scope(scope)
+                    .run(&key, &(), || async { Ok::<_, crate::Error>(label) })
+                    .await
+            }
+        };
+        for (round, label_of) in [(0, "first"), (1, "retry")] {
+            for scope in scopes {
+                for key in &keys {
+                    let label = format!("{label_of}:{scope}|{key}");
+                    let answer = call(scope, key, label).await.unwrap();
+                    assert_eq!(
+                        answer,
+                        format!("first:{scope}|{key}"),
+                        "round {round}: scope {scope:?}, key {key:?} got another call's result"
+                    );
+                }
+            }
+        }
+        assert_eq!(store.len(), scopes.len() * keys.len());
+    }
+
+    /// The in-place claim the engine uses is the same operation as
+    /// `claim`, and says when the lease it granted started.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_in_place_answers_as_claim_does() {
+        let backend = MemoryBackend::new();
+        let token = FencingToken::generate();
+        let granted_at = Instant::now();
+        let (outcome, at) = backend
+            .claim_in_place("k", &fp(1), token, LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ClaimOutcome::Acquired {
+                token,
+                took_over: false
+            }
+        );
+        assert_eq!(at, granted_at);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let again = backend.claim_in_place("k", &fp(1), FencingToken::generate(), LEASE);
+        assert_eq!(
+            again.unwrap().unwrap().0,
+            ClaimOutcome::InProgress {
+                lease_remaining: LEASE - Duration::from_secs(10)
+            },
+            "the lease counts from the instant answered"
+        );
+        backend.complete("k", token, b"out", TTL).await.unwrap();
+        let (completed, _) = backend
+            .claim_in_place("k", &fp(1), FencingToken::generate(), LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            completed,
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+        let (mismatch, _) = backend
+            .claim_in_place("k", &fp(2), FencingToken::generate(), LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(mismatch, ClaimOutcome::Mismatch);
+        let full = MemoryBackend::with_max_entries(1);
+        acquire(&full, "a", LEASE).await;
+        let refused = full.claim_in_place("b", &fp(1), FencingToken::generate(), LEASE);
+        assert!(
+            matches!(&refused, Some(Err(e)) if e.kind() == BackendErrorKind::Capacity),
+            "{refused:?}"
+        );
+        let wrapped: &dyn Backend = &&backend;
+        assert!(
+            wrapped
+                .claim_in_place("k", &fp(1), FencingToken::generate(), LEASE)
+                .is_some(),
+            "forwarded through references"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

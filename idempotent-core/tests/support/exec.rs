@@ -164,7 +164,7 @@ fn stored_key(key: u8) -> String {
     Idempotency::new(MemoryBackend::new())
         .scope(SCOPE)
         .prepare(&key, &())
-        .stored_key()
+        .record_key()
         .expect("a u8 key serializes")
         .to_owned()
 }

@@ -278,4 +278,10 @@ impl Backend for FaultyBackend {
     fn detached(&self) -> Option<Arc<dyn Backend>> {
         Some(Arc::new(self.clone()))
     }
+
+    // The inner memory store's form, so the schedules run on the keys a
+    // memory store is handed in production.
+    fn key_form(&self) -> idempotent_core::backend::KeyForm {
+        self.inner.key_form()
+    }
 }
