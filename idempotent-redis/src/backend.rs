@@ -13,8 +13,10 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::Client;
 
+use crate::capabilities::Capabilities;
 use crate::connection::{self, Connection};
 use crate::error::backend_error;
+use crate::held_claims::HeldClaims;
 use crate::local_cache::LocalCache;
 use crate::replica_acks::ReplicaAcks;
 
@@ -63,6 +65,10 @@ pub struct RedisBackend {
     pub(crate) max_output_bytes: usize,
     pub(crate) local_cache: Option<Arc<LocalCache>>,
     pub(crate) replica_acks: Option<ReplicaAcks>,
+    /// The plain commands the server has; shared by clones, which talk to
+    /// the same server.
+    pub(crate) capabilities: Arc<Capabilities>,
+    pub(crate) held_claims: Arc<HeldClaims>,
 }
 
 impl RedisBackend {
@@ -89,7 +95,8 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to Redis"))?;
         connection::check_eviction_policy(&mut connection).await;
-        Ok(Self::from_connection_manager(connection))
+        let capabilities = Capabilities::detect(&mut connection).await;
+        Ok(Self::from_connection_manager(connection).with_capabilities(capabilities))
     }
 
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
@@ -172,7 +179,8 @@ impl RedisBackend {
                     "could not connect to the primary named by Redis Sentinel",
                 )
             })?;
-        Ok(Self::with_connection(Connection::Sentinel(sentinel)))
+        let capabilities = Capabilities::detect(&mut sentinel.connection()).await;
+        Ok(Self::with_connection(Connection::Sentinel(sentinel)).with_capabilities(capabilities))
     }
 
     #[cfg(feature = "cluster")]
@@ -263,10 +271,11 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
         connection::check_cluster_eviction_policy(&mut connection).await;
-        Ok(Self::with_connection(Connection::cluster(
-            Some(client),
-            connection,
-        )))
+        let capabilities = Capabilities::detect_cluster(&mut connection).await;
+        Ok(
+            Self::with_connection(Connection::cluster(Some(client), connection))
+                .with_capabilities(capabilities),
+        )
     }
 
     #[cfg(feature = "cluster")]
@@ -287,7 +296,14 @@ impl RedisBackend {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             local_cache: None,
             replica_acks: None,
+            capabilities: Arc::new(Capabilities::none()),
+            held_claims: Arc::new(HeldClaims::new()),
         }
+    }
+
+    fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = Arc::new(capabilities);
+        self
     }
 
     /// Puts every record key under `prefix` (default `"idempotent:"`), to
@@ -407,6 +423,8 @@ impl fmt::Debug for RedisBackend {
             .field("max_output_bytes", &self.max_output_bytes)
             .field("local_cache", &self.local_cache.is_some())
             .field("replica_acks", &self.replica_acks)
+            .field("set_ifeq", &self.capabilities.set_ifeq())
+            .field("delifeq", &self.capabilities.delifeq())
             .finish_non_exhaustive()
     }
 }
