@@ -160,3 +160,134 @@ impl ToRedisArgs for Completed<'_> {
         let _ = arg.write_all(self.output);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use idempotent_core::backend::{ClaimOutcome, Fingerprint};
+    use idempotent_core::Backend;
+    use idempotent_test_support::RedisServer;
+
+    use super::*;
+    use crate::capabilities::Capabilities;
+
+    const LEASE: Duration = Duration::from_secs(60);
+    const TTL: Duration = Duration::from_secs(600);
+
+    fn fingerprint() -> Fingerprint {
+        Fingerprint::from_bytes([3; 32])
+    }
+
+    /// A server that says it has the plain commands and refuses them all
+    /// the same (here Redis 7.0, told so by hand): every call falls back to
+    /// its script and succeeds, and the store stops sending them.
+    #[tokio::test]
+    async fn a_server_that_lists_the_commands_but_refuses_them_gets_the_scripts() {
+        let server = RedisServer::start();
+        let mut store = RedisBackend::connect(&server.url()).await.unwrap();
+        store.capabilities = Arc::new(Capabilities::assumed(true, true));
+        // Counted from here: the client's handshake has refusals of its own.
+        server.reset_stats();
+        let token = FencingToken::generate();
+        let claimed = store.claim("k", &fingerprint(), token, LEASE).await;
+        assert!(matches!(claimed, Ok(ClaimOutcome::Acquired { .. })));
+        assert_eq!(
+            store.renew("k", token, LEASE).await.unwrap(),
+            CasOutcome::Applied
+        );
+        assert!(
+            !store.capabilities.set_ifeq(),
+            "SET IFEQ is off after its refusal"
+        );
+        assert_eq!(
+            store.complete("k", token, b"out", TTL).await.unwrap(),
+            CasOutcome::Applied
+        );
+        let token = FencingToken::generate();
+        store
+            .claim("r", &fingerprint(), token, LEASE)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.release("r", token).await.unwrap(),
+            CasOutcome::Applied
+        );
+        assert!(
+            !store.capabilities.delifeq(),
+            "DELIFEQ is off after its refusal"
+        );
+        assert_eq!(
+            store
+                .claim("k", &fingerprint(), token, LEASE)
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+        // One refusal each, then the scripts only.
+        let errors: String = server.query(redis::cmd("INFO").arg("errorstats"));
+        assert!(errors.contains("errorstat_ERR:count=2"), "{errors}");
+        let token = FencingToken::generate();
+        store
+            .claim("k2", &fingerprint(), token, LEASE)
+            .await
+            .unwrap();
+        store.complete("k2", token, b"out", TTL).await.unwrap();
+        let errors: String = server.query(redis::cmd("INFO").arg("errorstats"));
+        assert!(errors.contains("errorstat_ERR:count=2"), "{errors}");
+    }
+
+    /// The plain completion sent again while the claim is still remembered
+    /// (its first reply lost): `SET .. IFEQ` answers nil, and the script
+    /// says "applied", since the completed record holds this token.
+    #[tokio::test]
+    async fn a_plain_completion_that_already_applied_is_left_to_the_script() {
+        let server = RedisServer::start_valkey();
+        let store = RedisBackend::connect(&server.url()).await.unwrap();
+        assert!(store.capabilities.set_ifeq() && store.capabilities.delifeq());
+        let token = FencingToken::generate();
+        store
+            .claim("k", &fingerprint(), token, LEASE)
+            .await
+            .unwrap();
+        let record_key = store.record_key("k");
+        let claim = store.held_claims.get(&record_key, token).unwrap();
+        let first = store.complete_plain(&record_key, &claim, b"out", 600_000);
+        assert_eq!(first.await.unwrap(), Some(CasOutcome::Applied));
+        let again = store.complete_plain(&record_key, &claim, b"out", 600_000);
+        assert_eq!(again.await.unwrap(), None);
+        assert_eq!(
+            store.complete("k", token, b"out", TTL).await.unwrap(),
+            CasOutcome::Applied
+        );
+        assert_eq!(server.command_count("evalsha"), 1);
+        assert_eq!(store.held_claims.len(), 0);
+        // Nor does DELIFEQ delete a completed record.
+        assert_eq!(
+            store.release_plain(&record_key, &claim).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .claim("k", &fingerprint(), token, LEASE)
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: b"out".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_header_and_writes_the_new_lease() {
+        let claim = record::claim(&fingerprint(), FencingToken::new(9), 60_000);
+        let renewed = renewed(&claim, b"1500");
+        assert_eq!(
+            renewed,
+            record::claim(&fingerprint(), FencingToken::new(9), 1500)
+        );
+    }
+}
