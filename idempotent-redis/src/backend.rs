@@ -95,8 +95,9 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to Redis"))?;
         connection::check_eviction_policy(&mut connection).await;
-        let capabilities = Capabilities::detect(&mut connection).await;
-        Ok(Self::from_connection_manager(connection).with_capabilities(capabilities))
+        Ok(Self::from_connection_manager(connection)
+            .detect_plain_commands()
+            .await)
     }
 
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
@@ -179,8 +180,9 @@ impl RedisBackend {
                     "could not connect to the primary named by Redis Sentinel",
                 )
             })?;
-        let capabilities = Capabilities::detect(&mut sentinel.connection()).await;
-        Ok(Self::with_connection(Connection::Sentinel(sentinel)).with_capabilities(capabilities))
+        Ok(Self::with_connection(Connection::Sentinel(sentinel))
+            .detect_plain_commands()
+            .await)
     }
 
     #[cfg(feature = "cluster")]
@@ -271,10 +273,10 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
         connection::check_cluster_eviction_policy(&mut connection).await;
-        let capabilities = Capabilities::detect_cluster(&mut connection).await;
         Ok(
             Self::with_connection(Connection::cluster(Some(client), connection))
-                .with_capabilities(capabilities),
+                .detect_plain_commands()
+                .await,
         )
     }
 
@@ -304,6 +306,33 @@ impl RedisBackend {
     fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = Arc::new(capabilities);
         self
+    }
+
+    /// Asks the server (on a cluster, every node) whether it has the plain
+    /// compare-and-set commands, `SET .. IFEQ` and `DELIFEQ`, as the
+    /// `connect` constructors do, for a store made with
+    /// [`from_connection_manager`](Self::from_connection_manager) (or
+    /// `from_cluster_connection`), which sends nothing and so runs the Lua
+    /// scripts for every completion, release and renewal. See the crate docs
+    /// for which servers have them. A server that does not answer has none.
+    pub async fn detect_plain_commands(self) -> Self {
+        let capabilities = match &self.connection {
+            Connection::Single(connection) => Capabilities::detect(&mut connection.clone()).await,
+            #[cfg(feature = "sentinel")]
+            Connection::Sentinel(sentinel) => {
+                Capabilities::detect(&mut sentinel.connection()).await
+            }
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(_) => match self.connection.handle() {
+                connection::Handle::Cluster(mut connection) => {
+                    Capabilities::detect_cluster(&mut connection).await
+                }
+                connection::Handle::Single(mut connection) => {
+                    Capabilities::detect(&mut connection).await
+                }
+            },
+        };
+        self.with_capabilities(capabilities)
     }
 
     /// Puts every record key under `prefix` (default `"idempotent:"`), to
