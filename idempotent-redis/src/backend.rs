@@ -36,7 +36,9 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// a first run two (the claim, then the completion). Completion, release,
 /// renewal and the claim of a key in progress are Lua scripts (run with
 /// `EVALSHA`, reloaded after a server restart), compare-and-set on the
-/// fencing token. Leases and expiry follow the server's clock, and every key
+/// fencing token; on a server with `SET .. IFEQ` and `DELIFEQ` (Valkey 9)
+/// the completion, release and renewal are those plain commands whenever
+/// they can decide (see the crate docs). Leases and expiry follow the server's clock, and every key
 /// written has an expiry. Needs Redis 7.0 or newer (or Valkey), for `SET`
 /// with both `NX` and `GET`.
 ///

@@ -89,11 +89,17 @@ impl Capabilities {
             }
         }
         let [docs, infos] = <[_; 2]>::try_from(per_command).unwrap_or_default();
-        let set_ifeq = docs.iter().all(|(_, docs)| names_ifeq(docs));
-        let delifeq = infos.iter().all(|(_, info)| describes_a_command(info));
+        Self::of_every_node(&docs, &infos)
+    }
+
+    /// From each node's replies, by node: a command counts only when every
+    /// node that answered has it, and some did.
+    pub(crate) fn of_every_node(docs: &[(Value, Value)], infos: &[(Value, Value)]) -> Self {
+        let set_ifeq = !docs.is_empty() && docs.iter().all(|(_, docs)| names_ifeq(docs));
+        let delifeq = !infos.is_empty() && infos.iter().all(|(_, info)| describes_a_command(info));
         Self {
-            set_ifeq: AtomicBool::new(set_ifeq && !docs.is_empty()),
-            delifeq: AtomicBool::new(delifeq && !infos.is_empty()),
+            set_ifeq: AtomicBool::new(set_ifeq),
+            delifeq: AtomicBool::new(delifeq),
         }
     }
 
@@ -225,6 +231,26 @@ mod tests {
         assert!(!found.set_ifeq() && !found.delifeq() && !found.any());
         let found = Capabilities::from_replies(&[Value::Nil, Value::Nil]);
         assert!(!found.any());
+    }
+
+    #[test]
+    fn on_a_cluster_one_node_without_the_commands_turns_them_off() {
+        let node = |n: &str| bulk(n);
+        let with = Value::Array(vec![bulk("token"), bulk("IFEQ")]);
+        let without = Value::Array(vec![bulk("token"), bulk("NX")]);
+        let info = Value::Array(vec![Value::Array(vec![bulk("delifeq")])]);
+        let unknown = Value::Array(vec![Value::Nil]);
+        let all = Capabilities::of_every_node(
+            &[(node("a"), with.clone()), (node("b"), with.clone())],
+            &[(node("a"), info.clone()), (node("b"), info.clone())],
+        );
+        assert!(all.set_ifeq() && all.delifeq());
+        let mixed = Capabilities::of_every_node(
+            &[(node("a"), with.clone()), (node("b"), without)],
+            &[(node("a"), info), (node("b"), unknown)],
+        );
+        assert!(!mixed.set_ifeq() && !mixed.delifeq());
+        assert!(!Capabilities::of_every_node(&[], &[]).any());
     }
 
     #[test]
