@@ -334,3 +334,64 @@ async fn a_demoted_primary_refuses_the_plain_commands() {
     }
     assert_eq!(scripts_run(&demoted), 0, "{:?}", demoted.command_counts());
 }
+
+/// Through the engine: a body longer than its lease is renewed (every
+/// `lease / 3`) and completed with plain commands only, and concurrent
+/// duplicates get its one result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_engine_a_long_body_is_renewed_and_completed_without_a_script() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use idempotent_core::{Error, Idempotency};
+
+    let server = RedisServer::start_valkey();
+    let store = RedisBackend::connect(&server.url()).await.unwrap();
+    server.reset_stats();
+    let runs = Arc::new(AtomicU32::new(0));
+    let call = |store: RedisBackend, runs: Arc<AtomicU32>| async move {
+        Idempotency::new(store)
+            .scope("tests::plain_commands")
+            .lease(Duration::from_millis(300))
+            .wait(Duration::from_secs(30))
+            .run("long-body", &1, || async move {
+                let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                // Three leases: renewed several times on the way.
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                Ok::<_, Error>(run)
+            })
+            .await
+    };
+    assert_eq!(call(store.clone(), Arc::clone(&runs)).await.unwrap(), 1);
+    // The claim and the completion, and whatever renewals the schedule gave.
+    assert!(
+        server.command_count("set") >= 2,
+        "{:?}",
+        server.command_counts()
+    );
+    assert_eq!(scripts_run(&server), 0, "{:?}", server.command_counts());
+
+    let duplicates: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, runs) = (store.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                Idempotency::new(store)
+                    .scope("tests::plain_commands")
+                    .lease(Duration::from_millis(300))
+                    .wait(Duration::from_secs(30))
+                    .run("concurrent", &1, || async move {
+                        let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                        tokio::time::sleep(Duration::from_millis(900)).await;
+                        Ok::<_, Error>(run)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for duplicate in duplicates {
+        results.push(duplicate.await.unwrap().unwrap());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one body per key");
+    assert!(results.iter().all(|result| *result == 2), "{results:?}");
+}
