@@ -28,8 +28,9 @@
 //! - [`RedisReplicaSet`] (`redis_replica_set.rs`): a primary and its replicas, promoted by hand.
 //! - [`RedisSentinel`] (`redis_sentinel.rs`): sentinels that watch a replica set and fail it
 //!   over.
-//! - `valkey.rs`: [`RedisServer::start_valkey`], the same private server run by `valkey-server`
-//!   (found by [`valkey_server`]), which has `SET .. IFEQ` and `DELIFEQ`.
+//! - `valkey.rs`: [`RedisServer::start_valkey`] (and [`RedisCluster::start_valkey`]), the same
+//!   private servers run by `valkey-server` (found by [`valkey_server`]), which has `SET .. IFEQ`
+//!   and `DELIFEQ`.
 //! - [`postgres`]: a private PostgreSQL server (`initdb` + `postgres`) in a temporary directory.
 //! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
 //! - `ports.rs`: free loopback ports.
