@@ -1,7 +1,8 @@
-//! Side-by-side throughput and latency on one private redis-server, in one
-//! run (these machines are noisy: compare the ratios, not the absolutes).
+//! Side-by-side throughput and latency on one private redis-server (or
+//! valkey-server, with `--valkey`), in one run (these machines are noisy:
+//! compare the ratios, not the absolutes).
 //!
-//! `cargo run --release -p idempotent-bench --example compare_redis`
+//! `cargo run --release -p idempotent-bench --example compare_redis [-- --valkey]`
 //!
 //! For two client setups, one after the other on the same server: a
 //! single-threaded tokio runtime, and a multi-threaded one with 2 workers.
@@ -13,7 +14,10 @@
 //!   JSON `{status, body}` (two round trips, racy), measured on its miss path
 //!   and on its hit path (`GET` and decoding the JSON: what a replay does);
 //! - `#[idempotent]` replay and first run on `RedisBackend`, and replay with
-//!   the local cache of completed records (`with_local_cache`).
+//!   the local cache of completed records (`with_local_cache`); the first
+//!   run twice: with the plain completion (`SET .. IFEQ`) where the server
+//!   has it (Valkey 9; Redis 7.0 has not, and runs the script there too),
+//!   and with the Lua completion script whatever the server.
 //!
 //! The scenarios take turns, `ROUNDS` rounds of `ROUND` each, so a burst of
 //! load from elsewhere on the machine hits them all alike; a scenario's ops/s
@@ -48,8 +52,18 @@ const NAIVE: &str = "naive GET+SETEX (miss)";
 const NAIVE_HIT: &str = "naive GET+JSON (hit)";
 const REPLAY: &str = "idempotent replay";
 const FIRST_RUN: &str = "idempotent first run";
+const FIRST_RUN_SCRIPTS: &str = "idempotent first run, Lua";
 const CACHED: &str = "idempotent replay, cached";
-const SCENARIOS: [&str; 7] = [GET, EVALSHA, NAIVE, NAIVE_HIT, REPLAY, FIRST_RUN, CACHED];
+const SCENARIOS: [&str; 8] = [
+    GET,
+    EVALSHA,
+    NAIVE,
+    NAIVE_HIT,
+    REPLAY,
+    FIRST_RUN,
+    FIRST_RUN_SCRIPTS,
+    CACHED,
+];
 
 /// How the client runs its tasks.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -245,7 +259,8 @@ async fn round(
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let valkey = std::env::args().any(|arg| arg == "--valkey");
+    let mut args = std::env::args().skip(1).filter(|arg| arg != "--valkey");
     let only_scenario = args.next().filter(|only| !only.is_empty());
     let only_tasks: Option<usize> = args
         .next()
@@ -257,7 +272,11 @@ fn main() {
         tasks: only_tasks,
     };
 
-    let server = RedisServer::start();
+    let server = if valkey {
+        RedisServer::start_valkey()
+    } else {
+        RedisServer::start()
+    };
     // One sequence for both setups: first runs and naive misses never meet
     // a key of the setup before.
     let sequence = Arc::new(AtomicU64::new(0));
@@ -294,11 +313,13 @@ fn main() {
             let at = |name| ops_per_sec(setup, name, tasks);
             let (replay, first) = (at(REPLAY), at(FIRST_RUN));
             println!(
-                "  c={tasks:<3} replay/naive hit {:.2}  replay/GET {:.2}  replay/EVALSHA {:.2}  first run/naive miss {:.2}  first run/EVALSHA {:.2}  naive hit/GET {:.2}  cached replay/replay {:.1}",
+                "  c={tasks:<3} replay/naive hit {:.2}  replay/GET {:.2}  replay/EVALSHA {:.2}  first run/naive miss {:.2}  Lua first run/naive miss {:.2}  first run/Lua first run {:.2}  first run/EVALSHA {:.2}  naive hit/GET {:.2}  cached replay/replay {:.1}",
                 replay / at(NAIVE_HIT),
                 replay / at(GET),
                 replay / at(EVALSHA),
                 first / at(NAIVE),
+                at(FIRST_RUN_SCRIPTS) / at(NAIVE),
+                first / at(FIRST_RUN_SCRIPTS),
                 first / at(EVALSHA),
                 at(NAIVE_HIT) / at(GET),
                 at(CACHED) / replay,
@@ -348,7 +369,13 @@ async fn measure(
     let connection = ConnectionManager::new_with_config(client, config)
         .await
         .expect("connect");
-    let store = Arc::new(RedisBackend::from_connection_manager(connection.clone()));
+    let store = Arc::new(
+        RedisBackend::from_connection_manager(connection.clone())
+            .detect_plain_commands()
+            .await,
+    );
+    // Sends nothing at start, so it knows of no plain command: the scripts.
+    let scripts_only = Arc::new(RedisBackend::from_connection_manager(connection.clone()));
     let cached = Arc::new(
         RedisBackend::from_connection_manager(connection.clone())
             .with_local_cache(2 * REPLAY_KEYS as usize, Duration::from_secs(60)),
@@ -446,11 +473,37 @@ async fn measure(
                 }
             })
         }),
+        (FIRST_RUN_SCRIPTS, {
+            let store = Arc::clone(&scripts_only);
+            op(move |n| {
+                let store = Arc::clone(&store);
+                async move {
+                    charge(&store, request(REPLAY_KEYS + n))
+                        .await
+                        .expect("first run");
+                }
+            })
+        }),
         (CACHED, replay(&cached, &requests)),
     ]);
 
+    let version: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut connection.clone())
+        .await
+        .expect("INFO server");
+    let version = version
+        .lines()
+        .find(|line| line.starts_with("valkey_version:"))
+        .or_else(|| {
+            version
+                .lines()
+                .find(|line| line.starts_with("redis_version:"))
+        })
+        .unwrap_or("version unknown")
+        .to_owned();
     println!(
-        "private redis-server {}, {}, {ROUNDS} rounds of {} ms per scenario, one shared connection\n",
+        "private server {} ({version}), {}, {ROUNDS} rounds of {} ms per scenario, one shared connection; {store:?}\n",
         server.port(),
         setup.describe(),
         ROUND.as_millis()

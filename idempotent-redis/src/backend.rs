@@ -13,8 +13,10 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::Client;
 
+use crate::capabilities::Capabilities;
 use crate::connection::{self, Connection};
 use crate::error::backend_error;
+use crate::held_claims::HeldClaims;
 use crate::local_cache::LocalCache;
 use crate::replica_acks::ReplicaAcks;
 
@@ -34,7 +36,9 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// a first run two (the claim, then the completion). Completion, release,
 /// renewal and the claim of a key in progress are Lua scripts (run with
 /// `EVALSHA`, reloaded after a server restart), compare-and-set on the
-/// fencing token. Leases and expiry follow the server's clock, and every key
+/// fencing token; on a server with `SET .. IFEQ` and `DELIFEQ` (Valkey 9)
+/// the completion, release and renewal are those plain commands whenever
+/// they can decide (see the crate docs). Leases and expiry follow the server's clock, and every key
 /// written has an expiry. Needs Redis 7.0 or newer (or Valkey), for `SET`
 /// with both `NX` and `GET`.
 ///
@@ -63,6 +67,10 @@ pub struct RedisBackend {
     pub(crate) max_output_bytes: usize,
     pub(crate) local_cache: Option<Arc<LocalCache>>,
     pub(crate) replica_acks: Option<ReplicaAcks>,
+    /// The plain commands the server has; shared by clones, which talk to
+    /// the same server.
+    pub(crate) capabilities: Arc<Capabilities>,
+    pub(crate) held_claims: Arc<HeldClaims>,
 }
 
 impl RedisBackend {
@@ -89,7 +97,9 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to Redis"))?;
         connection::check_eviction_policy(&mut connection).await;
-        Ok(Self::from_connection_manager(connection))
+        Ok(Self::from_connection_manager(connection)
+            .detect_plain_commands()
+            .await)
     }
 
     /// Uses an existing [`ConnectionManager`], with its own timeouts and
@@ -172,7 +182,9 @@ impl RedisBackend {
                     "could not connect to the primary named by Redis Sentinel",
                 )
             })?;
-        Ok(Self::with_connection(Connection::Sentinel(sentinel)))
+        Ok(Self::with_connection(Connection::Sentinel(sentinel))
+            .detect_plain_commands()
+            .await)
     }
 
     #[cfg(feature = "cluster")]
@@ -263,10 +275,11 @@ impl RedisBackend {
             .await
             .map_err(|error| backend_error(error, "could not connect to the Redis Cluster"))?;
         connection::check_cluster_eviction_policy(&mut connection).await;
-        Ok(Self::with_connection(Connection::cluster(
-            Some(client),
-            connection,
-        )))
+        Ok(
+            Self::with_connection(Connection::cluster(Some(client), connection))
+                .detect_plain_commands()
+                .await,
+        )
     }
 
     #[cfg(feature = "cluster")]
@@ -287,7 +300,41 @@ impl RedisBackend {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             local_cache: None,
             replica_acks: None,
+            capabilities: Arc::new(Capabilities::none()),
+            held_claims: Arc::new(HeldClaims::new()),
         }
+    }
+
+    fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = Arc::new(capabilities);
+        self
+    }
+
+    /// Asks the server (on a cluster, every node) whether it has the plain
+    /// compare-and-set commands, `SET .. IFEQ` and `DELIFEQ`, as the
+    /// `connect` constructors do, for a store made with
+    /// [`from_connection_manager`](Self::from_connection_manager) (or
+    /// `from_cluster_connection`), which sends nothing and so runs the Lua
+    /// scripts for every completion, release and renewal. See the crate docs
+    /// for which servers have them. A server that does not answer has none.
+    pub async fn detect_plain_commands(self) -> Self {
+        let capabilities = match &self.connection {
+            Connection::Single(connection) => Capabilities::detect(&mut connection.clone()).await,
+            #[cfg(feature = "sentinel")]
+            Connection::Sentinel(sentinel) => {
+                Capabilities::detect(&mut sentinel.connection()).await
+            }
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(_) => match self.connection.handle() {
+                connection::Handle::Cluster(mut connection) => {
+                    Capabilities::detect_cluster(&mut connection).await
+                }
+                connection::Handle::Single(mut connection) => {
+                    Capabilities::detect(&mut connection).await
+                }
+            },
+        };
+        self.with_capabilities(capabilities)
     }
 
     /// Puts every record key under `prefix` (default `"idempotent:"`), to
@@ -407,6 +454,8 @@ impl fmt::Debug for RedisBackend {
             .field("max_output_bytes", &self.max_output_bytes)
             .field("local_cache", &self.local_cache.is_some())
             .field("replica_acks", &self.replica_acks)
+            .field("set_ifeq", &self.capabilities.set_ifeq())
+            .field("delifeq", &self.capabilities.delifeq())
             .finish_non_exhaustive()
     }
 }

@@ -3,10 +3,13 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod capabilities;
 mod connection;
 mod error;
+mod held_claims;
 mod local_cache;
 mod operations;
+mod plain_commands;
 mod record;
 mod replica_acks;
 mod scripts;

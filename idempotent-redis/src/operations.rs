@@ -13,6 +13,7 @@ use redis::{ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Val
 use crate::connection::Handle;
 use crate::error::{corrupt, unexpected};
 use crate::local_cache::Cached;
+use crate::plain_commands;
 use crate::record::{self, Found};
 use crate::replica_acks::ReplicaAcks;
 use crate::scripts::{self, LuaScript, CLAIM, COMPLETE, RELEASE, RENEW};
@@ -69,7 +70,7 @@ impl RedisBackend {
     }
 
     /// Sends `command`, followed by `WAIT` when acks are asked for.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         connection: &mut Handle,
         command: redis::Cmd,
@@ -245,7 +246,7 @@ impl RedisBackend {
 
     /// With replica acks, whether the `WAIT` after a write counted enough
     /// replicas; the write is not relied on otherwise.
-    fn check_acks(
+    pub(crate) fn check_acks(
         &self,
         wait: Option<&Value>,
         record_key: &str,
@@ -260,6 +261,19 @@ impl RedisBackend {
             (Some(_), None) => Err(unexpected(record_key, operation, &Value::Nil)),
             (None, _) => Ok(()),
         }
+    }
+
+    /// The claim `token` holds at `key`, as this process wrote it, taken
+    /// out of the table: the completion and the release end it, whatever
+    /// they answer.
+    fn held_claim(&self, key: &str, token: FencingToken) -> Option<(String, Vec<u8>)> {
+        if !self.capabilities.any() {
+            return None;
+        }
+        let record_key = self.record_key(key);
+        self.held_claims
+            .take(&record_key, token)
+            .map(|claim| (record_key, claim))
     }
 
     async fn compare_and_set(
@@ -324,7 +338,9 @@ impl Backend for RedisBackend {
         let record_key = || self.record_key(key);
         match reply {
             Value::Nil => {
-                self.check_acks(wait.as_ref(), &record_key(), "claim")?;
+                let record_key = record_key();
+                self.check_acks(wait.as_ref(), &record_key, "claim")?;
+                self.remember_claim(&record_key, token, claim, lease_ms);
                 Ok(ClaimOutcome::Acquired {
                     token,
                     took_over: false,
@@ -343,23 +359,28 @@ impl Backend for RedisBackend {
                 Ok(Found::Mismatch) => Ok(ClaimOutcome::Mismatch),
                 // This claim, sent again (the transport retried it): the
                 // first one holds the key.
-                Ok(Found::Mine) if self.replica_acks.is_none() => Ok(ClaimOutcome::Acquired {
-                    token,
-                    took_over: false,
-                }),
+                Ok(Found::Mine) if self.replica_acks.is_none() => {
+                    self.remember_claim(&record_key(), token, claim, lease_ms);
+                    Ok(ClaimOutcome::Acquired {
+                        token,
+                        took_over: false,
+                    })
+                }
                 // Sent again on a fresh connection, this claim wrote nothing
                 // there, and a WAIT on it would count nothing of the first
                 // copy's write: the claim script rewrites the record, and
                 // waits for that.
-                Ok(Found::Mine) => {
+                Ok(Found::Mine | Found::InProgress) => {
+                    let record_key = record_key();
                     let lease_arg = &claim[record::HEADER_LEN..];
-                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
-                        .await
-                }
-                Ok(Found::InProgress) => {
-                    let lease_arg = &claim[record::HEADER_LEN..];
-                    self.claim_with_script(key, &record_key(), fingerprint, token, lease_arg)
-                        .await
+                    let outcome = self
+                        .claim_with_script(key, &record_key, fingerprint, token, lease_arg)
+                        .await?;
+                    // The script wrote the same bytes as the plain claim.
+                    if matches!(outcome, ClaimOutcome::Acquired { .. }) {
+                        self.remember_claim(&record_key, token, claim, lease_ms);
+                    }
+                    Ok(outcome)
                 }
                 Err(reason) => Err(corrupt(&record_key(), "claim", &reason)),
             },
@@ -381,8 +402,19 @@ impl Backend for RedisBackend {
                 "RedisBackend::with_max_output_bytes",
             ));
         }
+        let ttl_ms = checked_millis(ttl, limits::check_ttl, "complete")?;
+        if let Some((record_key, claim)) = self.held_claim(key, token) {
+            if self.capabilities.set_ifeq() {
+                if let Some(outcome) = self
+                    .complete_plain(&record_key, &claim, output, ttl_ms)
+                    .await?
+                {
+                    return Ok(outcome);
+                }
+            }
+        }
         let token_arg = record::token_hex(token);
-        let ttl_arg = checked_millis(ttl, limits::check_ttl, "complete")?.to_string();
+        let ttl_arg = ttl_ms.to_string();
         self.compare_and_set(
             &COMPLETE,
             key,
@@ -393,6 +425,13 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
+        if let Some((record_key, claim)) = self.held_claim(key, token) {
+            if self.capabilities.delifeq() {
+                if let Some(outcome) = self.release_plain(&record_key, &claim).await? {
+                    return Ok(outcome);
+                }
+            }
+        }
         let token_arg = record::token_hex(token);
         self.compare_and_set(&RELEASE, key, &[&token_arg], Operation::Release)
             .await
@@ -404,15 +443,45 @@ impl Backend for RedisBackend {
         token: FencingToken,
         lease: Duration,
     ) -> Result<CasOutcome, BackendError> {
+        let lease_ms = checked_millis(lease, limits::check_lease, "renew")?;
+        let lease_arg = lease_ms.to_string();
+        let held = if self.capabilities.any() {
+            let record_key = self.record_key(key);
+            self.held_claims
+                .get(&record_key, token)
+                .map(|claim| (record_key, claim))
+        } else {
+            None
+        };
+        if let Some((record_key, claim)) = &held {
+            if self.capabilities.set_ifeq() {
+                let renewed = plain_commands::renewed(claim, lease_arg.as_bytes());
+                if let Some(outcome) = self
+                    .renew_plain(record_key, claim, &renewed, lease_ms)
+                    .await?
+                {
+                    self.held_claims
+                        .renewed(record_key, token, renewed, lease_ms);
+                    return Ok(outcome);
+                }
+            }
+        }
         let token_arg = record::token_hex(token);
-        let lease_arg = checked_millis(lease, limits::check_lease, "renew")?.to_string();
-        self.compare_and_set(
-            &RENEW,
-            key,
-            &[&token_arg, lease_arg.as_bytes()],
-            Operation::Renew,
-        )
-        .await
+        let outcome = self
+            .compare_and_set(
+                &RENEW,
+                key,
+                &[&token_arg, lease_arg.as_bytes()],
+                Operation::Renew,
+            )
+            .await?;
+        // The script wrote the claim's header with the new lease.
+        if let (CasOutcome::Applied, Some((record_key, claim))) = (outcome, &held) {
+            let renewed = plain_commands::renewed(claim, lease_arg.as_bytes());
+            self.held_claims
+                .renewed(record_key, token, renewed, lease_ms);
+        }
+        Ok(outcome)
     }
 
     /// A clone: a shared handle on the same connection, so a dropped

@@ -28,7 +28,8 @@ pub(crate) const MAGIC: &[u8] = b"idem1";
 pub(crate) const IN_PROGRESS: u8 = b'P';
 /// The state byte of a completed record.
 pub(crate) const COMPLETED: u8 = b'C';
-const STATE_AT: usize = MAGIC.len();
+/// Where the state byte is.
+pub(crate) const STATE_AT: usize = MAGIC.len();
 const FINGERPRINT_AT: usize = STATE_AT + 1;
 const TOKEN_AT: usize = FINGERPRINT_AT + 32;
 /// The header's length; the lease or the output follows it.

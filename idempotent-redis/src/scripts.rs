@@ -1,7 +1,10 @@
 //! The Lua scripts: complete, release, renew, and the claim of a key in
 //! progress are each one script on one key, so each is atomic, costs one
 //! round trip, and runs unchanged on Redis Cluster. (A claim first tries a
-//! plain `SET .. NX GET`, which settles a replay and a new key without Lua.)
+//! plain `SET .. NX GET`, which settles a replay and a new key without Lua;
+//! on a server with `SET .. IFEQ` and `DELIFEQ`, a completion, release or
+//! renewal first tries those, `plain_commands.rs`, and runs its script only
+//! when they cannot decide.)
 //!
 //! Each script opens with a `#!lua` line and no flags, which tells Redis
 //! (7.0 and newer) that it may write: a replica refuses it at once with

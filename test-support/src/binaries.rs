@@ -26,14 +26,14 @@ fn missing_message(name: &str) -> String {
     )
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable_file(candidate))
 }
 
-fn is_executable_file(path: &std::path::Path) -> bool {
+pub(crate) fn is_executable_file(path: &std::path::Path) -> bool {
     path.metadata()
         .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)

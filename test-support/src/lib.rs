@@ -28,6 +28,9 @@
 //! - [`RedisReplicaSet`] (`redis_replica_set.rs`): a primary and its replicas, promoted by hand.
 //! - [`RedisSentinel`] (`redis_sentinel.rs`): sentinels that watch a replica set and fail it
 //!   over.
+//! - `valkey.rs`: [`RedisServer::start_valkey`] (and [`RedisCluster::start_valkey`]), the same
+//!   private servers run by `valkey-server` (found by [`valkey_server`]), which has `SET .. IFEQ`
+//!   and `DELIFEQ`.
 //! - [`postgres`]: a private PostgreSQL server (`initdb` + `postgres`) in a temporary directory.
 //! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
 //! - `ports.rs`: free loopback ports.
@@ -50,8 +53,10 @@ mod redis_cluster;
 mod redis_replica_set;
 mod redis_sentinel;
 mod redis_server;
+mod valkey;
 
 pub use redis_cluster::RedisCluster;
 pub use redis_replica_set::RedisReplicaSet;
 pub use redis_sentinel::{RedisSentinel, MASTER_NAME};
 pub use redis_server::{RedisOptions, RedisServer};
+pub use valkey::{valkey_server, VALKEY_SERVER_ENV};

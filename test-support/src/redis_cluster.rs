@@ -38,7 +38,17 @@ impl RedisCluster {
     /// When `redis-server` or `redis-cli` is not on `PATH` (the message says how to install it),
     /// or when the cluster does not form within 30 s (the message holds the nodes' logs).
     pub fn start() -> RedisCluster {
-        RedisCluster::start_nodes(0)
+        RedisCluster::start_nodes(0, binaries::redis_server)
+    }
+
+    /// As [`RedisCluster::start`], with `valkey-server` nodes (found as
+    /// [`valkey_server`](crate::valkey_server) finds it); `redis-cli` still joins them.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`], and when no `valkey-server` is found.
+    pub fn start_valkey() -> RedisCluster {
+        RedisCluster::start_nodes(0, crate::valkey_server)
     }
 
     /// Starts six nodes joined as three masters with one replica each (`--cluster-replicas
@@ -50,10 +60,10 @@ impl RedisCluster {
     ///
     /// As [`RedisCluster::start`].
     pub fn start_with_replicas() -> RedisCluster {
-        RedisCluster::start_nodes(1)
+        RedisCluster::start_nodes(1, binaries::redis_server)
     }
 
-    fn start_nodes(replicas_per_master: usize) -> RedisCluster {
+    fn start_nodes(replicas_per_master: usize, binary: fn() -> std::path::PathBuf) -> RedisCluster {
         let cli = binaries::redis_cli();
         let options = RedisOptions {
             appendonly_always: false,
@@ -70,7 +80,7 @@ impl RedisCluster {
         };
         // The bus port defaults to the client port + 10000, which may be taken or beyond 65535.
         let nodes = (0..3 * (1 + replicas_per_master))
-            .map(|_| RedisServer::launch(&options, &["--cluster-port"]))
+            .map(|_| RedisServer::launch_binary(binary(), &options, &["--cluster-port"]))
             .collect();
         let cluster = RedisCluster {
             nodes,

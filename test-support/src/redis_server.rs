@@ -74,7 +74,16 @@ impl RedisServer {
     /// after the argument that names it), retrying with new ports when another process wins the
     /// race for one of them.
     pub(crate) fn launch(options: &RedisOptions, extra_ports: &[&str]) -> RedisServer {
-        let binary = binaries::redis_server();
+        RedisServer::launch_binary(binaries::redis_server(), options, extra_ports)
+    }
+
+    /// As [`RedisServer::launch`], run by `binary`: `redis-server` or a server that takes the
+    /// same arguments (`valkey-server`).
+    pub(crate) fn launch_binary(
+        binary: PathBuf,
+        options: &RedisOptions,
+        extra_ports: &[&str],
+    ) -> RedisServer {
         for _ in 0..START_ATTEMPTS {
             // A fresh directory per attempt: a failed start may leave files behind, such as a
             // cluster node's `nodes.conf` naming the port it lost.
