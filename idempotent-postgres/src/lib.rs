@@ -17,10 +17,13 @@ mod literal;
 mod migrate;
 mod names;
 mod operations;
+mod prepared;
 mod purge;
 mod sql;
 #[cfg(feature = "sqlx")]
 mod sqlx_backend;
+#[cfg(feature = "tokio-postgres")]
+mod text_value;
 mod transactional;
 
 #[cfg(feature = "tokio-postgres")]

@@ -17,8 +17,9 @@ use crate::driver::{server_bound, Driver, Param, Settings};
 use crate::error;
 use crate::literal;
 use crate::migrate;
-use crate::names::{fnv1a, Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
+use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
+use crate::prepared::{Prepared, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
 
@@ -182,7 +183,7 @@ impl SqlxBackend {
         let prepared = self
             .settings
             .prepared_statements
-            .then(|| Prepared::new(operation, sql, params));
+            .then(|| Prepared::new(sql));
         let statement = match &prepared {
             Some(prepared) => prepared.execute(params)?,
             None => literal::inline(sql, params)?,
@@ -202,7 +203,10 @@ impl SqlxBackend {
                 Err(error)
                     if prepared.is_some() && code(&error).as_deref() == Some(NOT_PREPARED) =>
                 {
-                    let prepare = prepared.as_ref().map(Prepared::prepare).unwrap_or_default();
+                    let prepare = prepared
+                        .as_ref()
+                        .map(|prepared| prepared.prepare(params))
+                        .unwrap_or_default();
                     run_simple(&mut connection, prepare).await?;
                     bounded(&mut connection, deadline, &statement).await
                 }
@@ -220,10 +224,6 @@ impl SqlxBackend {
     }
 }
 
-/// SQLSTATE `invalid_sql_statement_name`: `EXECUTE` of a statement this
-/// session has not prepared.
-const NOT_PREPARED: &str = "26000";
-
 fn code(error: &sqlx::Error) -> Option<String> {
     error
         .as_database_error()
@@ -239,11 +239,7 @@ async fn bounded(
     statement: &str,
 ) -> Result<(Vec<PgRow>, u64), sqlx::Error> {
     let left = server_bound(deadline.saturating_duration_since(Instant::now()));
-    let query = format!(
-        "SET LOCAL statement_timeout = {}; {statement}",
-        left.as_millis()
-    );
-    run_simple(connection, query).await
+    run_simple(connection, literal::bounded(left, statement)).await
 }
 
 /// Runs a simple query; returns its rows and the rows its statements changed.
@@ -260,49 +256,6 @@ async fn run_simple(
         }
     }
     Ok((rows, changed))
-}
-
-/// A store statement prepared with SQL `PREPARE` under a name of its own:
-/// the operation and a hash of its text (so each table's statements have
-/// their own), the same in every process.
-struct Prepared<'a> {
-    name: String,
-    sql: &'a Sql,
-    types: Vec<&'static str>,
-}
-
-impl<'a> Prepared<'a> {
-    fn new(operation: &str, sql: &'a Sql, params: &[Param<'_>]) -> Self {
-        let types = params
-            .iter()
-            .map(|param| match param {
-                Param::Text(_) => "text",
-                Param::Bytes(_) => "bytea",
-                Param::BigInt(_) => "bigint",
-            })
-            .collect();
-        Self {
-            name: format!("idempotent_{operation}_{:016x}", fnv1a(sql.text.as_bytes())),
-            sql,
-            types,
-        }
-    }
-
-    /// `PREPARE name (types) AS statement`.
-    fn prepare(&self) -> String {
-        format!(
-            "PREPARE {} ({}) AS {}",
-            self.name,
-            self.types.join(", "),
-            self.sql.text
-        )
-    }
-
-    /// `EXECUTE name (literals)`.
-    fn execute(&self, params: &[Param<'_>]) -> Result<String, BackendError> {
-        let args = literal::list(self.sql, params)?;
-        Ok(format!("EXECUTE {} ({args})", self.name))
-    }
 }
 
 /// Reads the claim statement's row (see `claim.rs`).
