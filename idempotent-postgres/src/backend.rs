@@ -165,13 +165,17 @@ impl PostgresBackend {
     /// Whether the store's statements are prepared once per connection and
     /// then run by name (default `true`, the fastest).
     ///
-    /// Turn it off behind a pooler in transaction mode (PgBouncer's
-    /// `pool_mode = transaction`, before 1.21 or without
-    /// `max_prepared_statements`): there each transaction may run on another
-    /// server connection, which does not have the statements a client
-    /// prepared on the previous one. Statements are then sent unnamed with
-    /// their parameters' types: still one round trip, but parsed and planned
-    /// each time, and nothing is left on the server connection.
+    /// Prepared, the operations use SQL `PREPARE` and `EXECUTE` (statements
+    /// named `idempotent_*` in `pg_prepared_statements`); a connection that
+    /// lost one (`DEALLOCATE ALL`) prepares it again. Turn it off behind a
+    /// pooler in transaction mode (PgBouncer's `pool_mode = transaction`,
+    /// before 1.21 or without `max_prepared_statements`): there each
+    /// transaction may run on another server connection, so the `PREPARE`
+    /// and the `EXECUTE` after it may land on different ones. Each operation
+    /// then sends its statement's text with the parameters written in:
+    /// still one round trip, but parsed and planned each time, and nothing
+    /// is left on the server connection. The transactional mode's
+    /// completion is then sent unnamed with its parameters' types.
     #[must_use]
     pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
         self.settings.prepared_statements = prepared;

@@ -43,10 +43,9 @@ use crate::sql::Sql;
 /// statement_timeout` that bounds it on the server (see
 /// [`with_operation_timeout`](Self::with_operation_timeout)), then the
 /// statement, run by `EXECUTE` with its parameters written in as literals
-/// (prepared with SQL `PREPARE` the first time a connection runs it). sqlx
-/// cannot pipeline `BEGIN`, a statement and `COMMIT` as tokio-postgres
-/// does, so this is how both the bound and the single round trip are kept.
-/// The crate's README compares the two stores' speed.
+/// (prepared with SQL `PREPARE` the first time a connection runs it), as
+/// on [`PostgresBackend`](crate::PostgresBackend). The crate's README
+/// compares the two stores' speed.
 ///
 /// Cloning is cheap and shares the pool. See
 /// [`transactional`](Self::transactional) for calls whose body writes to the
@@ -161,8 +160,8 @@ impl SqlxBackend {
     }
 
     /// Runs one store statement within the operation timeout, bounded on
-    /// the server too, as `PostgresBackend::run` does and for the same
-    /// reasons.
+    /// the server too, in the same wire shape as `PostgresBackend::run` and
+    /// for the same reasons.
     ///
     /// One simple query: `SET LOCAL statement_timeout`, then the statement,
     /// as `EXECUTE` of the statement prepared on this connection (with SQL
