@@ -19,7 +19,7 @@ use crate::literal;
 use crate::migrate;
 use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
-use crate::prepared::{Prepared, NOT_PREPARED};
+use crate::prepared::{self, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
 use crate::text_value;
@@ -247,15 +247,9 @@ impl PostgresBackend {
     ) -> Result<(Vec<SimpleQueryRow>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
         self.settings.check_table()?;
-        let prepared = self
-            .settings
-            .prepared_statements
-            .then(|| Prepared::new(sql));
         // Refused before a connection is taken: a value no literal can hold.
-        let statement = match &prepared {
-            Some(prepared) => prepared.execute(params)?,
-            None => literal::inline(sql, params)?,
-        };
+        let (prepared, statement) =
+            prepared::statement(sql, params, self.settings.prepared_statements)?;
         let limit = self.settings.operation_timeout;
         let deadline = Instant::now() + limit;
         let timed_out = || error::timeout(&context, limit);

@@ -13,6 +13,23 @@ use crate::sql::Sql;
 /// reset). Nothing ran then: prepare it and run it again.
 pub(crate) const NOT_PREPARED: &str = "26000";
 
+/// What an operation sends after its bound: `EXECUTE` of `sql` with the
+/// literals of `params` when `prepared` (and the statement, to prepare it on
+/// a connection that lacks it), else `sql`'s text with them written in.
+pub(crate) fn statement<'a>(
+    sql: &'a Sql,
+    params: &[Param<'_>],
+    prepared: bool,
+) -> Result<(Option<Prepared<'a>>, String), BackendError> {
+    if prepared {
+        let prepared = Prepared::new(sql);
+        let execute = prepared.execute(params)?;
+        Ok((Some(prepared), execute))
+    } else {
+        Ok((None, literal::inline(sql, params)?))
+    }
+}
+
 /// A store statement to run by SQL `EXECUTE` under its name
 /// ([`Sql::name`]).
 pub(crate) struct Prepared<'a> {

@@ -19,7 +19,7 @@ use crate::literal;
 use crate::migrate;
 use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
-use crate::prepared::{Prepared, NOT_PREPARED};
+use crate::prepared::{self, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
 
@@ -179,14 +179,9 @@ impl SqlxBackend {
     ) -> Result<(Vec<PgRow>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
         self.settings.check_table()?;
-        let prepared = self
-            .settings
-            .prepared_statements
-            .then(|| Prepared::new(sql));
-        let statement = match &prepared {
-            Some(prepared) => prepared.execute(params)?,
-            None => literal::inline(sql, params)?,
-        };
+        // Refused before a connection is taken: a value no literal can hold.
+        let (prepared, statement) =
+            prepared::statement(sql, params, self.settings.prepared_statements)?;
         let limit = self.settings.operation_timeout;
         let deadline = Instant::now() + limit;
         let timed_out = || error::timeout(&context, limit);

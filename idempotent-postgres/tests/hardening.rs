@@ -421,6 +421,46 @@ async fn the_sqlx_store_prepares_once_per_connection_or_not_at_all() {
     assert_eq!(prepared(&unprepared).await, Vec::<String>::new());
 }
 
+/// Claims, completes and replays keys with quotes and backslashes (each
+/// prefixed by `prefix`) and an output of every byte, which must come back
+/// as it was; a key with a NUL is refused with a clear error.
+async fn round_trip_awkward_values(store: &impl Backend, prefix: &str) {
+    let output: Vec<u8> = (0..=255).chain(*b"\\\\x00'").collect();
+    for key in [
+        r"a'b",
+        r"back\slash\",
+        r"\x41",
+        "quote'' \' end\\",
+        "é\u{1F600}",
+    ] {
+        let key = format!("{prefix}:{key}");
+        let token = FencingToken::generate();
+        match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
+            ClaimOutcome::Acquired { .. } => {}
+            other => panic!("{key}: {other:?}"),
+        }
+        assert_eq!(
+            store.complete(&key, token, &output, LONG).await.unwrap(),
+            CasOutcome::Applied
+        );
+        assert_eq!(
+            store
+                .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: output.clone()
+            },
+            "{key}"
+        );
+    }
+    let nul = store
+        .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
+    assert!(nul.to_string().contains("NUL"), "{nul}");
+}
+
 /// The sqlx store writes parameters into its queries' text: keys and
 /// outputs with quotes, backslashes and every byte come back as they were,
 /// also on a session with `standard_conforming_strings = off` (where a
@@ -438,40 +478,7 @@ async fn the_sqlx_store_s_literals_survive_any_string_setting() {
             .await
             .unwrap();
         let store = idempotent_postgres::SqlxBackend::new(pool).with_schema(db.schema());
-        let output: Vec<u8> = (0..=255).collect();
-        for key in [
-            r"a'b",
-            r"back\slash\",
-            r"\x41",
-            "quote'' \' end\\",
-            "é\u{1F600}",
-        ] {
-            let key = format!("{setting}:{key}");
-            let token = FencingToken::generate();
-            match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
-                ClaimOutcome::Acquired { .. } => {}
-                other => panic!("{key}: {other:?}"),
-            }
-            assert_eq!(
-                store.complete(&key, token, &output, LONG).await.unwrap(),
-                CasOutcome::Applied
-            );
-            assert_eq!(
-                store
-                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
-                    .await
-                    .unwrap(),
-                ClaimOutcome::Completed {
-                    output: output.clone()
-                },
-                "{key}"
-            );
-        }
-        let nul = store
-            .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
-            .await
-            .unwrap_err();
-        assert!(nul.to_string().contains("NUL"), "{nul}");
+        round_trip_awkward_values(&store, setting).await;
     }
     // The keys are stored as sent, read back by another driver.
     let client = db.client().await;
@@ -511,40 +518,7 @@ async fn the_tokio_postgres_store_s_literals_and_text_rows_survive_any_setting()
             .build()
             .unwrap();
         let store = idempotent_postgres::PostgresBackend::from_pool(pool).with_schema(db.schema());
-        let output: Vec<u8> = (0..=255).chain(*b"\\\\x00'").collect();
-        for key in [
-            r"a'b",
-            r"back\slash\",
-            r"\x41",
-            "quote'' \' end\\",
-            "é\u{1F600}",
-        ] {
-            let key = format!("{strings}-{bytea}:{key}");
-            let token = FencingToken::generate();
-            match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
-                ClaimOutcome::Acquired { .. } => {}
-                other => panic!("{key}: {other:?}"),
-            }
-            assert_eq!(
-                store.complete(&key, token, &output, LONG).await.unwrap(),
-                CasOutcome::Applied
-            );
-            assert_eq!(
-                store
-                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
-                    .await
-                    .unwrap(),
-                ClaimOutcome::Completed {
-                    output: output.clone()
-                },
-                "{key}"
-            );
-        }
-        let nul = store
-            .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
-            .await
-            .unwrap_err();
-        assert!(nul.to_string().contains("NUL"), "{nul}");
+        round_trip_awkward_values(&store, &format!("{strings}-{bytea}")).await;
     }
     // The keys are stored as sent.
     let client = db.client().await;
