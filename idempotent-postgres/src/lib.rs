@@ -22,7 +22,6 @@ mod purge;
 mod sql;
 #[cfg(feature = "sqlx")]
 mod sqlx_backend;
-#[cfg(feature = "tokio-postgres")]
 mod text_value;
 mod transactional;
 

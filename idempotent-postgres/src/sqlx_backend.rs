@@ -22,6 +22,7 @@ use crate::operations::backend_on_driver;
 use crate::prepared::{self, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
+use crate::text_value;
 
 /// A [`Backend`](idempotent_core::Backend) on PostgreSQL through sqlx: the
 /// same table, statements, migration and purge as
@@ -267,7 +268,16 @@ fn returned(rows: &[PgRow]) -> Result<Returned, sqlx::Error> {
         same_fingerprint: row.try_get("same_fingerprint")?,
         state: row.try_get("state")?,
         lease_remaining_us: row.try_get("lease_remaining_us")?,
-        output: row.try_get("output")?,
+        // As text, read by the crate: sqlx reads a text `bytea` in hex only,
+        // and a database may be set to `bytea_output = escape`.
+        output: row
+            .try_get_unchecked::<Option<&str>, _>("output")?
+            .map(|text| text_value::bytea("output", text))
+            .transpose()
+            .map_err(|error| sqlx::Error::ColumnDecode {
+                index: "\"output\"".to_owned(),
+                source: Box::new(error),
+            })?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Reading values a simple query returns: there every value comes as text,
-//! in the server's output format for its type (the tokio-postgres store
-//! runs its statements as simple queries, see `PostgresBackend::run`).
+//! in the server's output format for its type (both stores run their
+//! statements as simple queries, see `PostgresBackend::run`).
 
 use std::fmt::Display;
 
@@ -22,6 +22,7 @@ fn unreadable(column: &str, kind: &str, value: impl Display) -> Unreadable {
 }
 
 /// A `boolean`: `t` or `f`.
+#[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
 pub(crate) fn boolean(column: &str, value: &str) -> Result<bool, Unreadable> {
     match value {
         "t" => Ok(true),
@@ -31,6 +32,7 @@ pub(crate) fn boolean(column: &str, value: &str) -> Result<bool, Unreadable> {
 }
 
 /// A `bigint`, in decimal.
+#[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
 pub(crate) fn bigint(column: &str, value: &str) -> Result<i64, Unreadable> {
     value
         .parse()

@@ -464,17 +464,21 @@ async fn round_trip_awkward_values(store: &impl Backend, prefix: &str) {
 /// The sqlx store writes parameters into its queries' text: keys and
 /// outputs with quotes, backslashes and every byte come back as they were,
 /// also on a session with `standard_conforming_strings = off` (where a
-/// backslash in a plain string literal is an escape).
+/// backslash in a plain string literal is an escape) and `bytea_output =
+/// escape` (which sqlx's own text decoding of `bytea` refuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlx_store_s_literals_survive_any_string_setting() {
     use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let db = TestDb::new();
     support::drivers::on_sqlx::store(&db).await; // migrated
-    for setting in ["on", "off"] {
+    for (setting, bytea) in [("on", "hex"), ("off", "escape")] {
         let options: PgConnectOptions = db.url().parse().unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(options.options([("standard_conforming_strings", setting)]))
+            .connect_with(options.options([
+                ("standard_conforming_strings", setting),
+                ("bytea_output", bytea),
+            ]))
             .await
             .unwrap();
         let store = idempotent_postgres::SqlxBackend::new(pool).with_schema(db.schema());
