@@ -12,6 +12,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, SimpleQueryMessage, SimpleQueryRow};
 
+use crate::builder::builder_methods;
 use crate::claim::Returned;
 use crate::driver::{server_bound, Driver, Param, Settings, DEFAULT_OPERATION_TIMEOUT};
 use crate::error;
@@ -121,47 +122,6 @@ impl PostgresBackend {
         }
     }
 
-    /// Keeps the records in `schema` (default `public`). Names are quoted:
-    /// any name works, as written (`"Billing"` is not `billing`), up to
-    /// PostgreSQL's 63 bytes. A longer one, which PostgreSQL would silently
-    /// cut, is refused: [`migrate`](Self::migrate) and every operation fail
-    /// with an error saying so.
-    #[must_use]
-    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
-        self.settings = self.settings.with_schema(schema.into());
-        self
-    }
-
-    /// Keeps the records in the table `table` (default `idempotent_records`);
-    /// names longer than 63 bytes are refused, as for
-    /// [`with_schema`](Self::with_schema). The expiry index's name is derived
-    /// from it and always fits.
-    #[must_use]
-    pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.settings = self.settings.with_table(table.into());
-        self
-    }
-
-    /// Sets the largest output [`complete`](idempotent_core::Backend::complete) stores, in
-    /// bytes (default 1 MiB); larger ones fail with
-    /// [`BackendErrorKind::TooLarge`].
-    #[must_use]
-    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_output_bytes = bytes;
-        self
-    }
-
-    /// Sets how long one store operation may take, waiting for a pooled
-    /// connection included (default 5 s). Past it the operation fails with
-    /// an `Unavailable` error and has not applied: the server is told to
-    /// stop the statement by then too (a `statement_timeout` set for that
-    /// statement alone), so a claim waiting on a lock cannot land later.
-    #[must_use]
-    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.operation_timeout = timeout;
-        self
-    }
-
     /// Whether the store's statements are prepared once per connection and
     /// then run by name (default `true`, the fastest).
     ///
@@ -187,18 +147,6 @@ impl PostgresBackend {
         &self.pool
     }
 
-    /// The records table, quoted and schema-qualified: `"public"."idempotent_records"`.
-    pub fn table_name(&self) -> String {
-        self.settings.table.to_string()
-    }
-
-    /// The DDL [`migrate`](Self::migrate) runs, for migration tools that
-    /// keep their own history: the schema, the table, its index. Every
-    /// statement is `IF NOT EXISTS`.
-    pub fn migration_sql(&self) -> String {
-        migrate::ddl(&self.settings.table)
-    }
-
     /// Creates the schema, the records table and its index unless they
     /// exist, and checks that an existing table has the records' columns.
     ///
@@ -213,10 +161,6 @@ impl PostgresBackend {
             .await
             .map_err(|error| error::pool(error, "could not connect to migrate"))?;
         migrate::migrate(&mut Session(&client), &self.settings.table).await
-    }
-
-    pub(crate) fn operation_timeout(&self) -> Duration {
-        self.settings.operation_timeout
     }
 
     /// Runs one store statement within the operation timeout, bounded on
@@ -396,6 +340,7 @@ impl Driver for PostgresBackend {
 }
 
 backend_on_driver!(PostgresBackend);
+builder_methods!(PostgresBackend);
 purge_methods!(PostgresBackend);
 
 /// A pooled connection running a migration's statements.

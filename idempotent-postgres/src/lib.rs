@@ -10,6 +10,7 @@
 
 #[cfg(feature = "tokio-postgres")]
 mod backend;
+mod builder;
 mod claim;
 mod driver;
 mod error;

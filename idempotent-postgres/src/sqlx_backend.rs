@@ -2,7 +2,6 @@
 //! application's `sqlx::PgPool`.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -12,6 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Either, PgPool, Postgres, Row};
 use tokio::time::Instant;
 
+use crate::builder::builder_methods;
 use crate::claim::Returned;
 use crate::driver::{server_bound, Driver, Param, Settings};
 use crate::error;
@@ -71,43 +71,6 @@ impl SqlxBackend {
         }
     }
 
-    /// Keeps the records in `schema` (default `public`), as
-    /// [`PostgresBackend::with_schema`](crate::PostgresBackend::with_schema)
-    /// does: names are quoted, and one over 63 bytes is refused.
-    #[must_use]
-    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
-        self.settings = self.settings.with_schema(schema.into());
-        self
-    }
-
-    /// Keeps the records in the table `table` (default
-    /// `idempotent_records`); names over 63 bytes are refused.
-    #[must_use]
-    pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.settings = self.settings.with_table(table.into());
-        self
-    }
-
-    /// Sets the largest output [`complete`](idempotent_core::Backend::complete)
-    /// stores, in bytes (default 1 MiB); larger ones fail with
-    /// [`BackendErrorKind::TooLarge`](idempotent_core::BackendErrorKind::TooLarge).
-    #[must_use]
-    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_output_bytes = bytes;
-        self
-    }
-
-    /// Sets how long one store operation may take, waiting for a pooled
-    /// connection included (default 5 s). Past it the operation fails with
-    /// an `Unavailable` error and has not applied: the server is told to
-    /// stop the statement by then too (a `statement_timeout` set for that
-    /// statement alone), so a claim waiting on a lock cannot land later.
-    #[must_use]
-    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.operation_timeout = timeout;
-        self
-    }
-
     /// Whether the store's statements are prepared once per connection and
     /// then run by name (default `true`, the fastest); turn it off behind a
     /// pooler in transaction mode, as for
@@ -130,18 +93,6 @@ impl SqlxBackend {
         &self.pool
     }
 
-    /// The records table, quoted and schema-qualified: `"public"."idempotent_records"`.
-    pub fn table_name(&self) -> String {
-        self.settings.table.to_string()
-    }
-
-    /// The DDL [`migrate`](Self::migrate) runs, for migration tools that
-    /// keep their own history (sqlx's `migrate!` among them): the schema,
-    /// the table, its index. Every statement is `IF NOT EXISTS`.
-    pub fn migration_sql(&self) -> String {
-        migrate::ddl(&self.settings.table)
-    }
-
     /// Creates the schema, the records table and its index unless they
     /// exist, and checks that an existing table has the records' columns;
     /// safe to run at every start, from several processes at once, as
@@ -154,10 +105,6 @@ impl SqlxBackend {
             .await
             .map_err(|error| error::sqlx(error, "could not connect to migrate"))?;
         migrate::migrate(&mut Session(&mut connection), &self.settings.table).await
-    }
-
-    pub(crate) fn operation_timeout(&self) -> Duration {
-        self.settings.operation_timeout
     }
 
     /// Runs one store statement within the operation timeout, bounded on
@@ -310,6 +257,7 @@ impl Driver for SqlxBackend {
 }
 
 backend_on_driver!(SqlxBackend);
+builder_methods!(SqlxBackend);
 purge_methods!(SqlxBackend);
 
 /// A pooled connection running a migration's statements.
