@@ -13,8 +13,11 @@
 //! (claim, completion) for a first run.
 //!
 //! For 1, 16 and 64 tasks, each with a pool of as many connections, every
-//! scenario reports ops/s and the WAL it wrote per operation (the
-//! `pg_current_wal_lsn()` difference over its rounds). The scenarios take
+//! scenario reports ops/s, the WAL it wrote per operation (the
+//! `pg_current_wal_lsn()` difference over its rounds), and the CPU time per
+//! operation of the server (its processes' `utime + stime` in
+//! `/proc/<pid>/stat`) and of the client (this process): unlike ops/s,
+//! those hardly depend on what else the machine runs. The scenarios take
 //! turns, `ROUNDS` rounds of `ROUND` each; ops/s is the median round. The
 //! figures are also written as CSV to `target/compare_postgres.csv` for
 //! `bench/plot_postgres.py`.
@@ -120,6 +123,58 @@ struct Round {
     ops: u64,
     elapsed: Duration,
     wal_bytes: i64,
+    /// CPU time the server's processes used, in clock ticks.
+    server_ticks: u64,
+    /// CPU time this process (the client) used, in clock ticks.
+    client_ticks: u64,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on
+/// Linux whatever the kernel's own tick rate).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// `utime + stime` of a process, from `/proc/<pid>/stat`; `None` once it
+/// has exited.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The CPU ticks of the server: its postmaster and every process it forked
+/// (a backend per connection, and the background processes), by pid.
+fn server_ticks(postmaster: u32) -> BTreeMap<String, u64> {
+    let mut ticks = BTreeMap::new();
+    let postmaster = postmaster.to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if pid == postmaster || parent == Some(postmaster.as_str()) {
+            if let Some(used) = cpu_ticks(&pid) {
+                ticks.insert(pid, used);
+            }
+        }
+    }
+    ticks
+}
+
+/// The server's CPU ticks from `before` to `after`: processes alive at the
+/// end (a round's pools keep their connections throughout).
+fn ticks_between(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(pid, used)| used - before.get(pid).copied().unwrap_or(0).min(*used))
+        .sum()
 }
 
 async fn wal_position(pool: &Pool) -> String {
@@ -143,8 +198,16 @@ async fn wal_between(pool: &Pool, from: &str, to: &str) -> i64 {
     row.get(0)
 }
 
-async fn round(probe: &Pool, tasks: usize, op: &Op, sequence: &Arc<AtomicU64>) -> Round {
+async fn round(
+    probe: &Pool,
+    postmaster: u32,
+    tasks: usize,
+    op: &Op,
+    sequence: &Arc<AtomicU64>,
+) -> Round {
     let wal_before = wal_position(probe).await;
+    let server_before = server_ticks(postmaster);
+    let client_before = cpu_ticks("self").unwrap_or(0);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -162,13 +225,27 @@ async fn round(probe: &Pool, tasks: usize, op: &Op, sequence: &Arc<AtomicU64>) -
         handle.await.expect("task");
     }
     let elapsed = started.elapsed();
+    let client_ticks = cpu_ticks("self").unwrap_or(0) - client_before;
+    let server_ticks = ticks_between(&server_before, &server_ticks(postmaster));
     let wal_after = wal_position(probe).await;
     Round {
         ops: done.load(Ordering::Relaxed),
         elapsed,
         // The two probes' own reads write nothing.
         wal_bytes: wal_between(probe, &wal_before, &wal_after).await,
+        server_ticks,
+        client_ticks,
     }
+}
+
+/// One scenario's figures at one concurrency.
+struct Row {
+    name: &'static str,
+    tasks: usize,
+    ops_per_sec: f64,
+    wal_per_op: f64,
+    server_us: f64,
+    client_us: f64,
 }
 
 fn pool(url: &str, size: usize) -> Pool {
@@ -217,11 +294,11 @@ async fn main() {
         ROUND.as_millis()
     );
     println!(
-        "{:<32} {:>5} {:>9} {:>12}",
-        "scenario", "tasks", "ops/s", "WAL B/op"
+        "{:<32} {:>5} {:>9} {:>12} {:>14} {:>14}",
+        "scenario", "tasks", "ops/s", "WAL B/op", "server µs/op", "client µs/op"
     );
     let sequence = Arc::new(AtomicU64::new(0));
-    let mut table: Vec<(&str, usize, f64, f64)> = Vec::new();
+    let mut table: Vec<Row> = Vec::new();
     for tasks in CONCURRENCY {
         if only_tasks.is_some_and(|only| only != tasks) {
             continue;
@@ -281,7 +358,7 @@ async fn main() {
         let mut rounds: BTreeMap<&str, Vec<Round>> = BTreeMap::new();
         for _ in 0..ROUNDS {
             for name in &chosen {
-                let measured = round(&probe, tasks, &ops[name], &sequence).await;
+                let measured = round(&probe, server.pid(), tasks, &ops[name], &sequence).await;
                 rounds.entry(name).or_default().push(measured);
             }
         }
@@ -296,8 +373,20 @@ async fn main() {
             let ops: u64 = rounds.iter().map(|round| round.ops).sum();
             let wal: i64 = rounds.iter().map(|round| round.wal_bytes).sum();
             let wal_per_op = wal as f64 / ops.max(1) as f64;
-            println!("{name:<32} {tasks:>5} {ops_per_sec:>9.0} {wal_per_op:>12.1}");
-            table.push((name, tasks, ops_per_sec, wal_per_op));
+            let micros_per_op = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / ops.max(1) as f64;
+            let server_us = micros_per_op(rounds.iter().map(|round| round.server_ticks).sum());
+            let client_us = micros_per_op(rounds.iter().map(|round| round.client_ticks).sum());
+            println!(
+                "{name:<32} {tasks:>5} {ops_per_sec:>9.0} {wal_per_op:>12.1} {server_us:>14.1} {client_us:>14.1}"
+            );
+            table.push(Row {
+                name,
+                tasks,
+                ops_per_sec,
+                wal_per_op,
+                server_us,
+                client_us,
+            });
         }
         println!();
     }
@@ -305,8 +394,8 @@ async fn main() {
     let at = |name: &str, tasks: usize| {
         table
             .iter()
-            .find(|(n, t, _, _)| *n == name && *t == tasks)
-            .map_or(f64::NAN, |(_, _, rate, _)| *rate)
+            .find(|row| row.name == name && row.tasks == tasks)
+            .map_or(f64::NAN, |row| row.ops_per_sec)
     };
     println!("ratios of throughput (ours / the seed's):");
     for tasks in CONCURRENCY {
@@ -317,10 +406,13 @@ async fn main() {
         );
     }
 
-    let mut csv = String::from("scenario,tasks,ops_per_sec,wal_bytes_per_op\n");
-    for (name, tasks, ops_per_sec, wal_per_op) in &table {
+    let mut csv = String::from(
+        "scenario,tasks,ops_per_sec,wal_bytes_per_op,server_us_per_op,client_us_per_op\n",
+    );
+    for row in &table {
         csv.push_str(&format!(
-            "\"{name}\",{tasks},{ops_per_sec:.0},{wal_per_op:.1}\n"
+            "\"{}\",{},{:.0},{:.1},{:.1},{:.1}\n",
+            row.name, row.tasks, row.ops_per_sec, row.wal_per_op, row.server_us, row.client_us
         ));
     }
     let path =

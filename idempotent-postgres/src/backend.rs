@@ -8,17 +8,22 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::TryStreamExt;
 use idempotent_core::{BackendError, BackendErrorKind};
 use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres::{NoTls, SimpleQueryMessage, SimpleQueryRow};
 
+use crate::builder::builder_methods;
 use crate::claim::Returned;
 use crate::driver::{server_bound, Driver, Param, Settings, DEFAULT_OPERATION_TIMEOUT};
 use crate::error;
+use crate::literal;
 use crate::migrate;
 use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
+use crate::prepared::{self, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
+use crate::text_value;
 
 /// The size of the pool [`PostgresBackend::connect`] builds.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -117,57 +122,20 @@ impl PostgresBackend {
         }
     }
 
-    /// Keeps the records in `schema` (default `public`). Names are quoted:
-    /// any name works, as written (`"Billing"` is not `billing`), up to
-    /// PostgreSQL's 63 bytes. A longer one, which PostgreSQL would silently
-    /// cut, is refused: [`migrate`](Self::migrate) and every operation fail
-    /// with an error saying so.
-    #[must_use]
-    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
-        self.settings = self.settings.with_schema(schema.into());
-        self
-    }
-
-    /// Keeps the records in the table `table` (default `idempotent_records`);
-    /// names longer than 63 bytes are refused, as for
-    /// [`with_schema`](Self::with_schema). The expiry index's name is derived
-    /// from it and always fits.
-    #[must_use]
-    pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.settings = self.settings.with_table(table.into());
-        self
-    }
-
-    /// Sets the largest output [`complete`](idempotent_core::Backend::complete) stores, in
-    /// bytes (default 1 MiB); larger ones fail with
-    /// [`BackendErrorKind::TooLarge`].
-    #[must_use]
-    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_output_bytes = bytes;
-        self
-    }
-
-    /// Sets how long one store operation may take, waiting for a pooled
-    /// connection included (default 5 s). Past it the operation fails with
-    /// an `Unavailable` error and has not applied: the server is told to
-    /// stop the statement by then too (a `statement_timeout` set for that
-    /// statement alone), so a claim waiting on a lock cannot land later.
-    #[must_use]
-    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.operation_timeout = timeout;
-        self
-    }
-
     /// Whether the store's statements are prepared once per connection and
     /// then run by name (default `true`, the fastest).
     ///
-    /// Turn it off behind a pooler in transaction mode (PgBouncer's
-    /// `pool_mode = transaction`, before 1.21 or without
-    /// `max_prepared_statements`): there each transaction may run on another
-    /// server connection, which does not have the statements a client
-    /// prepared on the previous one. Statements are then sent unnamed with
-    /// their parameters' types: still one round trip, but parsed and planned
-    /// each time, and nothing is left on the server connection.
+    /// Prepared, the operations use SQL `PREPARE` and `EXECUTE` (statements
+    /// named `idempotent_*` in `pg_prepared_statements`); a connection that
+    /// lost one (`DEALLOCATE ALL`) prepares it again. Turn it off behind a
+    /// pooler in transaction mode (PgBouncer's `pool_mode = transaction`,
+    /// before 1.21 or without `max_prepared_statements`): there each
+    /// transaction may run on another server connection, so the `PREPARE`
+    /// and the `EXECUTE` after it may land on different ones. Each operation
+    /// then sends its statement's text with the parameters written in:
+    /// still one round trip, but parsed and planned each time, and nothing
+    /// is left on the server connection. The transactional mode's
+    /// completion is then sent unnamed with its parameters' types.
     #[must_use]
     pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
         self.settings.prepared_statements = prepared;
@@ -177,18 +145,6 @@ impl PostgresBackend {
     /// The pool the store runs its statements on.
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// The records table, quoted and schema-qualified: `"public"."idempotent_records"`.
-    pub fn table_name(&self) -> String {
-        self.settings.table.to_string()
-    }
-
-    /// The DDL [`migrate`](Self::migrate) runs, for migration tools that
-    /// keep their own history: the schema, the table, its index. Every
-    /// statement is `IF NOT EXISTS`.
-    pub fn migration_sql(&self) -> String {
-        migrate::ddl(&self.settings.table)
     }
 
     /// Creates the schema, the records table and its index unless they
@@ -207,31 +163,37 @@ impl PostgresBackend {
         migrate::migrate(&mut Session(&client), &self.settings.table).await
     }
 
-    pub(crate) fn operation_timeout(&self) -> Duration {
-        self.settings.operation_timeout
-    }
-
     /// Runs one store statement within the operation timeout, bounded on
     /// the server too: a statement the caller gave up on must not apply
     /// later (a claim would block its key for a lease; a release would
     /// delete a claim its caller believes it still holds).
     ///
-    /// The statement runs in a transaction of its own whose
-    /// `statement_timeout` is a little under the time left, so in the
-    /// normal case the server cancels it and says so (`57014`, which is
-    /// `Unavailable`) before the client-side timeout fires. `BEGIN`, the
-    /// statement and `COMMIT` are pipelined: still one round trip. The
-    /// setting is `SET LOCAL`, so it never leaks into the pool's other uses.
-    /// If the client-side timeout fires anyway (the answer is stuck on the
-    /// network), the connection is closed rather than pooled.
+    /// One simple query, one round trip: `SET LOCAL statement_timeout` to a
+    /// little under the time left, so in the normal case the server cancels
+    /// the statement and says so (`57014`, which is `Unavailable`) before
+    /// the client-side timeout fires; then the statement, as `EXECUTE` of
+    /// the statement prepared on this connection (by SQL `PREPARE`, the
+    /// first time the connection runs it) with its parameters written in
+    /// as literals, or, without prepared statements, as its text. A simple query of several statements is one implicit
+    /// transaction: the setting holds for this statement alone and never
+    /// leaks into the pool's other uses, the statement commits when the
+    /// query ends, and a failure (the server's cancellation too) rolls it
+    /// back. The server executes two statements and answers once, where an
+    /// explicit `BEGIN`, the statement and `COMMIT` cost it four statements
+    /// and three answers (BENCHMARKS.md measures both). If the client-side
+    /// timeout fires anyway (the answer is stuck on the network), the
+    /// connection is closed rather than pooled.
     async fn run(
         &self,
         operation: &str,
         sql: &Sql,
         params: &[Param<'_>],
-    ) -> Result<(Vec<Row>, u64), BackendError> {
+    ) -> Result<(Vec<SimpleQueryRow>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
         self.settings.check_table()?;
+        // Refused before a connection is taken: a value no literal can hold.
+        let (prepared, statement) =
+            prepared::statement(sql, params, self.settings.prepared_statements)?;
         let limit = self.settings.operation_timeout;
         let deadline = Instant::now() + limit;
         let timed_out = || error::timeout(&context, limit);
@@ -239,38 +201,20 @@ impl PostgresBackend {
             .await
             .map_err(|_| timed_out())?
             .map_err(|error| error::pool(error, &context))?;
-        let statement = if self.settings.prepared_statements {
-            let prepare = client.prepare_cached(&sql.text);
-            let prepared = tokio::time::timeout_at(deadline, prepare).await;
-            match prepared {
-                Ok(Ok(statement)) => Some(statement),
-                Ok(Err(error)) => return Err(error::database(error, &context)),
-                Err(_) => {
-                    drop(deadpool_postgres::Object::take(client));
-                    return Err(timed_out());
+        let ran = async {
+            match bounded(&client, deadline, &statement).await {
+                Err(error) if prepared.is_some() && not_prepared(&error) => {
+                    let prepare = prepared
+                        .as_ref()
+                        .map(|prepared| prepared.prepare(params))
+                        .unwrap_or_default();
+                    client.batch_execute(&prepare).await?;
+                    bounded(&client, deadline, &statement).await
                 }
+                ran => ran,
             }
-        } else {
-            None
         };
-        let begin = format!(
-            "BEGIN; SET LOCAL statement_timeout = {}",
-            server_bound(deadline.saturating_duration_since(Instant::now())).as_millis()
-        );
-        let pipeline = async {
-            // Each request is sent when its future is first polled, and
-            // `join!` first polls them in order: BEGIN, the statement, COMMIT.
-            let (begun, ran, committed) = tokio::join!(
-                client.batch_execute(&begin),
-                rows(&client, statement.as_ref(), sql, params),
-                client.batch_execute("COMMIT"),
-            );
-            begun?;
-            let ran = ran?;
-            committed?;
-            Ok::<_, tokio_postgres::Error>(ran)
-        };
-        match tokio::time::timeout_at(deadline, pipeline).await {
+        match tokio::time::timeout_at(deadline, ran).await {
             Ok(Ok(ran)) => Ok(ran),
             Ok(Err(error)) => Err(error::database(error, &context)),
             Err(_) => {
@@ -281,32 +225,37 @@ impl PostgresBackend {
     }
 }
 
-/// Runs `sql`: as `statement` when prepared, else unnamed with its
-/// parameters' types (one message sequence, no state on the connection).
-/// Returns the rows and the number of rows changed.
-async fn rows(
+fn not_prepared(error: &tokio_postgres::Error) -> bool {
+    error.code().map(SqlState::code) == Some(NOT_PREPARED)
+}
+
+/// `statement` after a `statement_timeout` of the time left to `deadline`
+/// (see [`server_bound`]), as one simple query.
+async fn bounded(
     client: &tokio_postgres::Client,
-    statement: Option<&Statement>,
-    sql: &Sql,
-    params: &[Param<'_>],
-) -> Result<(Vec<Row>, u64), tokio_postgres::Error> {
-    let stream = match statement {
-        Some(statement) => {
-            client
-                .query_raw(statement, params.iter().map(to_sql))
-                .await?
-        }
-        None => {
-            let typed = params.iter().map(|param| (to_sql(param), sql_type(param)));
-            client.query_typed_raw(&sql.text, typed).await?
-        }
-    };
+    deadline: Instant,
+    statement: &str,
+) -> Result<(Vec<SimpleQueryRow>, u64), tokio_postgres::Error> {
+    let left = server_bound(deadline.saturating_duration_since(Instant::now()));
+    simple(client, &literal::bounded(left, statement)).await
+}
+
+/// Runs a simple query; returns its rows and the rows its statements
+/// changed.
+async fn simple(
+    client: &tokio_postgres::Client,
+    query: &str,
+) -> Result<(Vec<SimpleQueryRow>, u64), tokio_postgres::Error> {
+    let stream = client.simple_query_raw(query).await?;
     let mut stream = std::pin::pin!(stream);
-    let mut rows = Vec::new();
-    while let Some(row) = stream.try_next().await? {
-        rows.push(row);
+    let (mut rows, mut changed) = (Vec::new(), 0);
+    while let Some(message) = stream.try_next().await? {
+        match message {
+            SimpleQueryMessage::Row(row) => rows.push(row),
+            SimpleQueryMessage::CommandComplete(count) => changed += count,
+            _ => {}
+        }
     }
-    let changed = stream.rows_affected().unwrap_or(0);
     Ok((rows, changed))
 }
 
@@ -328,22 +277,32 @@ pub(crate) fn sql_type(param: &Param<'_>) -> Type {
     }
 }
 
-/// Reads the claim statement's row (see `claim.rs`).
-fn returned(rows: &[Row]) -> Result<Returned, tokio_postgres::Error> {
+/// Reads the claim statement's row (see `claim.rs`), its values as text.
+fn returned(rows: &[SimpleQueryRow]) -> Result<Returned, Box<dyn std::error::Error + Send + Sync>> {
     let Some(row) = rows.first() else {
         return Ok(Returned::Nothing);
     };
-    if row.try_get::<_, bool>("acquired")? {
+    let text = |column: &str| row.try_get(column);
+    let required = |column: &str| {
+        text(column)?
+            .ok_or_else(|| text_value::Unreadable(format!("column {column:?} is NULL")).into())
+            as Result<&str, Box<dyn std::error::Error + Send + Sync>>
+    };
+    if text_value::boolean("acquired", required("acquired")?)? {
         return Ok(Returned::Claimed {
-            token: row.try_get("token")?,
-            took_over: row.try_get("took_over")?,
+            token: text_value::bigint("token", required("token")?)?,
+            took_over: text_value::boolean("took_over", required("took_over")?)?,
         });
     }
     Ok(Returned::Found {
-        same_fingerprint: row.try_get("same_fingerprint")?,
-        state: row.try_get("state")?,
-        lease_remaining_us: row.try_get("lease_remaining_us")?,
-        output: row.try_get("output")?,
+        same_fingerprint: text_value::boolean("same_fingerprint", required("same_fingerprint")?)?,
+        state: required("state")?.to_owned(),
+        lease_remaining_us: text("lease_remaining_us")?
+            .map(|value| text_value::bigint("lease_remaining_us", value))
+            .transpose()?,
+        output: text("output")?
+            .map(|value| text_value::bytea("output", value))
+            .transpose()?,
     })
 }
 
@@ -361,8 +320,13 @@ impl Driver for PostgresBackend {
         let (rows, _) = self
             .run("claim", &self.settings.statements.claim, params)
             .await?;
-        returned(&rows)
-            .map_err(|error| error::database(error, "Postgres claim returned an unexpected row"))
+        returned(&rows).map_err(|error| {
+            BackendError::new(
+                BackendErrorKind::Other,
+                "Postgres claim returned an unexpected row",
+            )
+            .with_source(error)
+        })
     }
 
     async fn execute(
@@ -376,6 +340,7 @@ impl Driver for PostgresBackend {
 }
 
 backend_on_driver!(PostgresBackend);
+builder_methods!(PostgresBackend);
 purge_methods!(PostgresBackend);
 
 /// A pooled connection running a migration's statements.

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "tokio-postgres")]
 mod backend;
+mod builder;
 mod claim;
 mod driver;
 mod error;
@@ -17,10 +18,12 @@ mod literal;
 mod migrate;
 mod names;
 mod operations;
+mod prepared;
 mod purge;
 mod sql;
 #[cfg(feature = "sqlx")]
 mod sqlx_backend;
+mod text_value;
 mod transactional;
 
 #[cfg(feature = "tokio-postgres")]

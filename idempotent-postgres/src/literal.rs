@@ -1,5 +1,5 @@
 //! Parameters written into the SQL text, for statements sent as one simple
-//! query (which carries no parameters): the sqlx store's operations and the
+//! query (which carries no parameters): both stores' operations and the
 //! migration.
 //!
 //! Every value becomes a typed literal that reads the same whatever the
@@ -9,6 +9,7 @@
 //! would end the query's text on the wire, is refused.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use idempotent_core::{BackendError, BackendErrorKind};
 
@@ -37,7 +38,6 @@ pub(crate) fn text(value: &str) -> Result<String, BackendError> {
 }
 
 /// `value` as a `bytea` literal, in hex.
-#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
 pub(crate) fn bytes(value: &[u8]) -> String {
     let mut literal = String::with_capacity(value.len() * 2 + 16);
     literal.push_str("(E'\\\\x");
@@ -48,7 +48,6 @@ pub(crate) fn bytes(value: &[u8]) -> String {
     literal
 }
 
-#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
 fn param(param: &Param<'_>) -> Result<String, BackendError> {
     Ok(match param {
         Param::Text(value) => text(value)?,
@@ -59,9 +58,18 @@ fn param(param: &Param<'_>) -> Result<String, BackendError> {
     })
 }
 
+/// `statement` after a `statement_timeout` of `bound` that holds for it
+/// alone, as the text of one simple query (its implicit transaction ends
+/// the setting).
+pub(crate) fn bounded(bound: Duration, statement: &str) -> String {
+    format!(
+        "SET LOCAL statement_timeout = {}; {statement}",
+        bound.as_millis()
+    )
+}
+
 /// The literals of `params`, comma-separated: the arguments of an
 /// `EXECUTE` of `sql`.
-#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
 pub(crate) fn list(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendError> {
     check_count(sql, params)?;
     let literals = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
@@ -87,7 +95,6 @@ fn check_count(sql: &Sql, params: &[Param<'_>]) -> Result<(), BackendError> {
 /// Placeholders inside quoted names or strings are left alone: a table
 /// named `"a$1"` stays as it is. The store's statements have at most nine
 /// parameters, so `$n` is one digit.
-#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
 pub(crate) fn inline(sql: &Sql, params: &[Param<'_>]) -> Result<String, BackendError> {
     check_count(sql, params)?;
     let literals = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
@@ -137,10 +144,7 @@ mod tests {
 
     #[test]
     fn the_smallest_bigint_is_quoted() {
-        let sql = Sql {
-            text: "SELECT $1".to_owned(),
-            params: 1,
-        };
+        let sql = Sql::new("test", "SELECT $1".to_owned(), 1);
         assert_eq!(
             inline(&sql, &[Param::BigInt(i64::MIN)]).unwrap(),
             "SELECT ('-9223372036854775808'::bigint)"
@@ -155,10 +159,11 @@ mod tests {
 
     #[test]
     fn placeholders_in_quotes_are_left_alone() {
-        let sql = Sql {
-            text: r#"SELECT $1, '$2', "t$1""x", $2 FROM "a$2""#.to_owned(),
-            params: 2,
-        };
+        let sql = Sql::new(
+            "test",
+            r#"SELECT $1, '$2', "t$1""x", $2 FROM "a$2""#.to_owned(),
+            2,
+        );
         let out = inline(&sql, &[Param::BigInt(-5), Param::Text("k")]).unwrap();
         assert_eq!(
             out,
@@ -168,10 +173,7 @@ mod tests {
 
     #[test]
     fn a_parameter_count_that_does_not_match_is_an_error() {
-        let sql = Sql {
-            text: "SELECT $1".to_owned(),
-            params: 1,
-        };
+        let sql = Sql::new("test", "SELECT $1".to_owned(), 1);
         assert!(inline(&sql, &[]).is_err());
     }
 }

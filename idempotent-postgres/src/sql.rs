@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::names::Table;
+use crate::names::{fnv1a, Table};
 
 /// The longest lease or ttl written: 100 years. Longer durations are capped,
 /// so `now + duration` always fits a `timestamptz`.
@@ -30,15 +30,26 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(capped).unwrap_or(i64::MAX).max(1)
 }
 
-/// One statement: its text, with `$1`.. placeholders, and how many
-/// parameters it takes (their types are those of the [`Param`]s passed).
+/// One statement: its text, with `$1`.. placeholders, how many parameters
+/// it takes (their types are those of the [`Param`]s passed), and the name
+/// it is prepared under (see `prepared.rs`).
 ///
 /// [`Param`]: crate::driver::Param
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub(crate) text: String,
-    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
     pub(crate) params: usize,
+    pub(crate) name: String,
+}
+
+impl Sql {
+    /// The statement of `operation`. Its name is the operation and a hash
+    /// of its text (so each table's statements have their own), the same
+    /// in every process; computed once, not per call.
+    pub(crate) fn new(operation: &str, text: String, params: usize) -> Self {
+        let name = format!("idempotent_{operation}_{:016x}", fnv1a(text.as_bytes()));
+        Self { text, params, name }
+    }
 }
 
 /// The statements for one table, built once per backend.
@@ -53,13 +64,12 @@ pub(crate) struct Statements {
 
 impl Statements {
     pub(crate) fn for_table(table: &Table) -> Self {
-        let sql = |text, params| Sql { text, params };
         Self {
-            claim: sql(claim(table), 4),
-            complete: sql(complete(table), 4),
-            release: sql(release(table), 2),
-            renew: sql(renew(table), 3),
-            purge: sql(purge(table), 1),
+            claim: Sql::new("claim", claim(table), 4),
+            complete: Sql::new("complete", complete(table), 4),
+            release: Sql::new("release", release(table), 2),
+            renew: Sql::new("renew", renew(table), 3),
+            purge: Sql::new("purge", purge(table), 1),
         }
     }
 }
@@ -209,7 +219,9 @@ mod tests {
     #[test]
     fn statements_name_the_quoted_table() {
         let statements = Statements::for_table(&Table::new("s", "t"));
-        for Sql { text: sql, params } in [
+        for Sql {
+            text: sql, params, ..
+        } in [
             &statements.claim,
             &statements.complete,
             &statements.release,

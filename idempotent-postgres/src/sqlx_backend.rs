@@ -2,7 +2,6 @@
 //! application's `sqlx::PgPool`.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -12,15 +11,18 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Either, PgPool, Postgres, Row};
 use tokio::time::Instant;
 
+use crate::builder::builder_methods;
 use crate::claim::Returned;
 use crate::driver::{server_bound, Driver, Param, Settings};
 use crate::error;
 use crate::literal;
 use crate::migrate;
-use crate::names::{fnv1a, Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
+use crate::names::{Table, DEFAULT_SCHEMA, DEFAULT_TABLE};
 use crate::operations::backend_on_driver;
+use crate::prepared::{self, NOT_PREPARED};
 use crate::purge::purge_methods;
 use crate::sql::Sql;
+use crate::text_value;
 
 /// A [`Backend`](idempotent_core::Backend) on PostgreSQL through sqlx: the
 /// same table, statements, migration and purge as
@@ -42,10 +44,9 @@ use crate::sql::Sql;
 /// statement_timeout` that bounds it on the server (see
 /// [`with_operation_timeout`](Self::with_operation_timeout)), then the
 /// statement, run by `EXECUTE` with its parameters written in as literals
-/// (prepared with SQL `PREPARE` the first time a connection runs it). sqlx
-/// cannot pipeline `BEGIN`, a statement and `COMMIT` as tokio-postgres
-/// does, so this is how both the bound and the single round trip are kept.
-/// The crate's README compares the two stores' speed.
+/// (prepared with SQL `PREPARE` the first time a connection runs it), as
+/// on [`PostgresBackend`](crate::PostgresBackend). The crate's README
+/// compares the two stores' speed.
 ///
 /// Cloning is cheap and shares the pool. See
 /// [`transactional`](Self::transactional) for calls whose body writes to the
@@ -70,43 +71,6 @@ impl SqlxBackend {
         }
     }
 
-    /// Keeps the records in `schema` (default `public`), as
-    /// [`PostgresBackend::with_schema`](crate::PostgresBackend::with_schema)
-    /// does: names are quoted, and one over 63 bytes is refused.
-    #[must_use]
-    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
-        self.settings = self.settings.with_schema(schema.into());
-        self
-    }
-
-    /// Keeps the records in the table `table` (default
-    /// `idempotent_records`); names over 63 bytes are refused.
-    #[must_use]
-    pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.settings = self.settings.with_table(table.into());
-        self
-    }
-
-    /// Sets the largest output [`complete`](idempotent_core::Backend::complete)
-    /// stores, in bytes (default 1 MiB); larger ones fail with
-    /// [`BackendErrorKind::TooLarge`](idempotent_core::BackendErrorKind::TooLarge).
-    #[must_use]
-    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_output_bytes = bytes;
-        self
-    }
-
-    /// Sets how long one store operation may take, waiting for a pooled
-    /// connection included (default 5 s). Past it the operation fails with
-    /// an `Unavailable` error and has not applied: the server is told to
-    /// stop the statement by then too (a `statement_timeout` set for that
-    /// statement alone), so a claim waiting on a lock cannot land later.
-    #[must_use]
-    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.operation_timeout = timeout;
-        self
-    }
-
     /// Whether the store's statements are prepared once per connection and
     /// then run by name (default `true`, the fastest); turn it off behind a
     /// pooler in transaction mode, as for
@@ -129,18 +93,6 @@ impl SqlxBackend {
         &self.pool
     }
 
-    /// The records table, quoted and schema-qualified: `"public"."idempotent_records"`.
-    pub fn table_name(&self) -> String {
-        self.settings.table.to_string()
-    }
-
-    /// The DDL [`migrate`](Self::migrate) runs, for migration tools that
-    /// keep their own history (sqlx's `migrate!` among them): the schema,
-    /// the table, its index. Every statement is `IF NOT EXISTS`.
-    pub fn migration_sql(&self) -> String {
-        migrate::ddl(&self.settings.table)
-    }
-
     /// Creates the schema, the records table and its index unless they
     /// exist, and checks that an existing table has the records' columns;
     /// safe to run at every start, from several processes at once, as
@@ -155,13 +107,9 @@ impl SqlxBackend {
         migrate::migrate(&mut Session(&mut connection), &self.settings.table).await
     }
 
-    pub(crate) fn operation_timeout(&self) -> Duration {
-        self.settings.operation_timeout
-    }
-
     /// Runs one store statement within the operation timeout, bounded on
-    /// the server too, as `PostgresBackend::run` does and for the same
-    /// reasons.
+    /// the server too, in the same wire shape as `PostgresBackend::run` and
+    /// for the same reasons.
     ///
     /// One simple query: `SET LOCAL statement_timeout`, then the statement,
     /// as `EXECUTE` of the statement prepared on this connection (with SQL
@@ -179,14 +127,9 @@ impl SqlxBackend {
     ) -> Result<(Vec<PgRow>, u64), BackendError> {
         let context = format!("Postgres {operation} failed");
         self.settings.check_table()?;
-        let prepared = self
-            .settings
-            .prepared_statements
-            .then(|| Prepared::new(operation, sql, params));
-        let statement = match &prepared {
-            Some(prepared) => prepared.execute(params)?,
-            None => literal::inline(sql, params)?,
-        };
+        // Refused before a connection is taken: a value no literal can hold.
+        let (prepared, statement) =
+            prepared::statement(sql, params, self.settings.prepared_statements)?;
         let limit = self.settings.operation_timeout;
         let deadline = Instant::now() + limit;
         let timed_out = || error::timeout(&context, limit);
@@ -202,7 +145,10 @@ impl SqlxBackend {
                 Err(error)
                     if prepared.is_some() && code(&error).as_deref() == Some(NOT_PREPARED) =>
                 {
-                    let prepare = prepared.as_ref().map(Prepared::prepare).unwrap_or_default();
+                    let prepare = prepared
+                        .as_ref()
+                        .map(|prepared| prepared.prepare(params))
+                        .unwrap_or_default();
                     run_simple(&mut connection, prepare).await?;
                     bounded(&mut connection, deadline, &statement).await
                 }
@@ -220,10 +166,6 @@ impl SqlxBackend {
     }
 }
 
-/// SQLSTATE `invalid_sql_statement_name`: `EXECUTE` of a statement this
-/// session has not prepared.
-const NOT_PREPARED: &str = "26000";
-
 fn code(error: &sqlx::Error) -> Option<String> {
     error
         .as_database_error()
@@ -239,11 +181,7 @@ async fn bounded(
     statement: &str,
 ) -> Result<(Vec<PgRow>, u64), sqlx::Error> {
     let left = server_bound(deadline.saturating_duration_since(Instant::now()));
-    let query = format!(
-        "SET LOCAL statement_timeout = {}; {statement}",
-        left.as_millis()
-    );
-    run_simple(connection, query).await
+    run_simple(connection, literal::bounded(left, statement)).await
 }
 
 /// Runs a simple query; returns its rows and the rows its statements changed.
@@ -262,49 +200,6 @@ async fn run_simple(
     Ok((rows, changed))
 }
 
-/// A store statement prepared with SQL `PREPARE` under a name of its own:
-/// the operation and a hash of its text (so each table's statements have
-/// their own), the same in every process.
-struct Prepared<'a> {
-    name: String,
-    sql: &'a Sql,
-    types: Vec<&'static str>,
-}
-
-impl<'a> Prepared<'a> {
-    fn new(operation: &str, sql: &'a Sql, params: &[Param<'_>]) -> Self {
-        let types = params
-            .iter()
-            .map(|param| match param {
-                Param::Text(_) => "text",
-                Param::Bytes(_) => "bytea",
-                Param::BigInt(_) => "bigint",
-            })
-            .collect();
-        Self {
-            name: format!("idempotent_{operation}_{:016x}", fnv1a(sql.text.as_bytes())),
-            sql,
-            types,
-        }
-    }
-
-    /// `PREPARE name (types) AS statement`.
-    fn prepare(&self) -> String {
-        format!(
-            "PREPARE {} ({}) AS {}",
-            self.name,
-            self.types.join(", "),
-            self.sql.text
-        )
-    }
-
-    /// `EXECUTE name (literals)`.
-    fn execute(&self, params: &[Param<'_>]) -> Result<String, BackendError> {
-        let args = literal::list(self.sql, params)?;
-        Ok(format!("EXECUTE {} ({args})", self.name))
-    }
-}
-
 /// Reads the claim statement's row (see `claim.rs`).
 fn returned(rows: &[PgRow]) -> Result<Returned, sqlx::Error> {
     let Some(row) = rows.first() else {
@@ -320,7 +215,16 @@ fn returned(rows: &[PgRow]) -> Result<Returned, sqlx::Error> {
         same_fingerprint: row.try_get("same_fingerprint")?,
         state: row.try_get("state")?,
         lease_remaining_us: row.try_get("lease_remaining_us")?,
-        output: row.try_get("output")?,
+        // As text, read by the crate: sqlx reads a text `bytea` in hex only,
+        // and a database may be set to `bytea_output = escape`.
+        output: row
+            .try_get_unchecked::<Option<&str>, _>("output")?
+            .map(|text| text_value::bytea("output", text))
+            .transpose()
+            .map_err(|error| sqlx::Error::ColumnDecode {
+                index: "\"output\"".to_owned(),
+                source: Box::new(error),
+            })?,
     })
 }
 
@@ -353,6 +257,7 @@ impl Driver for SqlxBackend {
 }
 
 backend_on_driver!(SqlxBackend);
+builder_methods!(SqlxBackend);
 purge_methods!(SqlxBackend);
 
 /// A pooled connection running a migration's statements.

@@ -421,57 +421,68 @@ async fn the_sqlx_store_prepares_once_per_connection_or_not_at_all() {
     assert_eq!(prepared(&unprepared).await, Vec::<String>::new());
 }
 
+/// Claims, completes and replays keys with quotes and backslashes (each
+/// prefixed by `prefix`) and an output of every byte, which must come back
+/// as it was; a key with a NUL is refused with a clear error.
+async fn round_trip_awkward_values(store: &impl Backend, prefix: &str) {
+    let output: Vec<u8> = (0..=255).chain(*b"\\\\x00'").collect();
+    for key in [
+        r"a'b",
+        r"back\slash\",
+        r"\x41",
+        "quote'' \' end\\",
+        "é\u{1F600}",
+    ] {
+        let key = format!("{prefix}:{key}");
+        let token = FencingToken::generate();
+        match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
+            ClaimOutcome::Acquired { .. } => {}
+            other => panic!("{key}: {other:?}"),
+        }
+        assert_eq!(
+            store.complete(&key, token, &output, LONG).await.unwrap(),
+            CasOutcome::Applied
+        );
+        assert_eq!(
+            store
+                .claim(&key, &fp("a"), FencingToken::generate(), LONG)
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed {
+                output: output.clone()
+            },
+            "{key}"
+        );
+    }
+    let nul = store
+        .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
+        .await
+        .unwrap_err();
+    assert!(nul.to_string().contains("NUL"), "{nul}");
+}
+
 /// The sqlx store writes parameters into its queries' text: keys and
 /// outputs with quotes, backslashes and every byte come back as they were,
 /// also on a session with `standard_conforming_strings = off` (where a
-/// backslash in a plain string literal is an escape).
+/// backslash in a plain string literal is an escape) and `bytea_output =
+/// escape` (which sqlx's own text decoding of `bytea` refuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlx_store_s_literals_survive_any_string_setting() {
     use idempotent_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let db = TestDb::new();
     support::drivers::on_sqlx::store(&db).await; // migrated
-    for setting in ["on", "off"] {
+    for (setting, bytea) in [("on", "hex"), ("off", "escape")] {
         let options: PgConnectOptions = db.url().parse().unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(options.options([("standard_conforming_strings", setting)]))
+            .connect_with(options.options([
+                ("standard_conforming_strings", setting),
+                ("bytea_output", bytea),
+            ]))
             .await
             .unwrap();
         let store = idempotent_postgres::SqlxBackend::new(pool).with_schema(db.schema());
-        let output: Vec<u8> = (0..=255).collect();
-        for key in [
-            r"a'b",
-            r"back\slash\",
-            r"\x41",
-            "quote'' \' end\\",
-            "é\u{1F600}",
-        ] {
-            let key = format!("{setting}:{key}");
-            let token = FencingToken::generate();
-            match store.claim(&key, &fp("a"), token, LONG).await.unwrap() {
-                ClaimOutcome::Acquired { .. } => {}
-                other => panic!("{key}: {other:?}"),
-            }
-            assert_eq!(
-                store.complete(&key, token, &output, LONG).await.unwrap(),
-                CasOutcome::Applied
-            );
-            assert_eq!(
-                store
-                    .claim(&key, &fp("a"), FencingToken::generate(), LONG)
-                    .await
-                    .unwrap(),
-                ClaimOutcome::Completed {
-                    output: output.clone()
-                },
-                "{key}"
-            );
-        }
-        let nul = store
-            .claim("nul\0key", &fp("a"), FencingToken::generate(), LONG)
-            .await
-            .unwrap_err();
-        assert!(nul.to_string().contains("NUL"), "{nul}");
+        round_trip_awkward_values(&store, setting).await;
     }
     // The keys are stored as sent, read back by another driver.
     let client = db.client().await;
@@ -487,4 +498,44 @@ async fn the_sqlx_store_s_literals_survive_any_string_setting() {
         .collect();
     assert!(stored.contains(&r"off:a'b".to_owned()), "{stored:?}");
     assert!(stored.contains(&r"on:back\slash\".to_owned()), "{stored:?}");
+}
+
+/// The tokio-postgres store writes its parameters into the query as
+/// literals and reads its rows as text: keys with quotes and backslashes and
+/// outputs of every byte come back as they were, whatever the session's
+/// `standard_conforming_strings` (a backslash in a plain string literal is
+/// an escape when it is off) and `bytea_output` (`escape` writes bytes as
+/// octal and printable ASCII instead of hex).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokio_postgres_store_s_literals_and_text_rows_survive_any_setting() {
+    use idempotent_postgres::deadpool_postgres::{Manager, Pool};
+    use idempotent_postgres::tokio_postgres::{Config, NoTls};
+    let db = TestDb::new();
+    db.backend().await; // migrated
+    for (strings, bytea) in [("on", "hex"), ("off", "escape"), ("on", "escape")] {
+        let mut config: Config = db.url().parse().unwrap();
+        config.options(format!(
+            "-c standard_conforming_strings={strings} -c bytea_output={bytea}"
+        ));
+        let pool = Pool::builder(Manager::new(config, NoTls))
+            .max_size(1)
+            .build()
+            .unwrap();
+        let store = idempotent_postgres::PostgresBackend::from_pool(pool).with_schema(db.schema());
+        round_trip_awkward_values(&store, &format!("{strings}-{bytea}")).await;
+    }
+    // The keys are stored as sent.
+    let client = db.client().await;
+    let stored: Vec<String> = client
+        .query("SELECT key FROM idempotent_records", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(stored.contains(&r"off-escape:a'b".to_owned()), "{stored:?}");
+    assert!(
+        stored.contains(&r"on-hex:back\slash\".to_owned()),
+        "{stored:?}"
+    );
 }
