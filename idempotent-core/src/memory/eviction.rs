@@ -436,7 +436,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn opted_in_eviction_warns_with_the_scope_and_key() {
         let captured = Captured::default();
-        let _guard = tracing::subscriber::set_default(captured.clone());
+        let _guard = captured.set_default();
         let backend = MemoryBackend::with_max_entries(1).evict_completed_when_full(true);
         store(&backend, "payments::charge:00ff", b"out", TTL).await;
         acquire(&backend, "payments::charge:11ee", LEASE).await;
