@@ -88,6 +88,31 @@ impl RedisSentinel {
         })
     }
 
+    /// How many failovers the sentinels made since they started: the highest configuration
+    /// epoch of [`MASTER_NAME`] any of them reports (each failover that completes raises it by
+    /// one). A test that made `n` failovers and reads more saw one it did not ask for.
+    ///
+    /// # Panics
+    ///
+    /// When no sentinel answers.
+    pub fn failovers(&self) -> u64 {
+        self.sentinels
+            .iter()
+            .filter_map(|sentinel| {
+                let master: std::collections::HashMap<String, String> = sentinel
+                    .query(redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME))
+                    .ok()?;
+                master.get("config-epoch")?.parse::<u64>().ok()
+            })
+            .max()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no sentinel reported a configuration epoch\n{}",
+                    self.logs()
+                )
+            })
+    }
+
     /// Asks a sentinel to fail over now (`SENTINEL FAILOVER`), without waiting for the
     /// primary to be held down; [`RedisSentinel::wait_for_failover`] waits for the result.
     ///
