@@ -26,13 +26,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use idempotent_core::{Idempotency, MemoryBackend};
 use idempotent_test_support::{RedisReplicaSet, RedisSentinel, MASTER_NAME};
+
+#[path = "support/workers.rs"]
+mod workers;
+use workers::Workers;
 
 const SCOPE: &str = "failover-soak";
 const KEY_PREFIX: &str = "idempotent:";
@@ -71,101 +73,24 @@ fn seed() -> u64 {
     }
 }
 
-/// The threads draining a worker's stdout (its lines) and stderr.
-type Readers = (JoinHandle<Vec<String>>, JoinHandle<String>);
-
-/// The worker processes, killed when dropped (a failed test).
-struct Workers {
-    children: Vec<Child>,
-    statuses: Vec<Option<ExitStatus>>,
-    readers: Vec<Option<Readers>>,
-}
-
-impl Workers {
-    fn spawn(soak: &Soak, sentinel_urls: &str, seed: u64) -> Workers {
-        let mut workers = Workers {
-            children: Vec::new(),
-            statuses: Vec::new(),
-            readers: Vec::new(),
-        };
-        for worker in 0..soak.workers {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_failover-worker"))
-                .args([
-                    sentinel_urls.to_owned(),
-                    MASTER_NAME.to_owned(),
-                    worker.to_string(),
-                    soak.calls_per_worker.to_string(),
-                    soak.keys.to_string(),
-                    soak.concurrency.to_string(),
-                    soak.pace.as_millis().to_string(),
-                    LEASE.as_millis().to_string(),
-                    seed.to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start a failover-worker process");
-            let stdout = child.stdout.take().expect("piped stdout");
-            let mut stderr = child.stderr.take().expect("piped stderr");
-            workers.readers.push(Some((
-                thread::spawn(move || {
-                    BufReader::new(stdout)
-                        .lines()
-                        .map(|line| line.unwrap_or_else(|error| format!("UNREADABLE {error}")))
-                        .collect()
-                }),
-                thread::spawn(move || {
-                    let mut bytes = Vec::new();
-                    let _ = stderr.read_to_end(&mut bytes);
-                    String::from_utf8_lossy(&bytes).into_owned()
-                }),
-            )));
-            workers.children.push(child);
-            workers.statuses.push(None);
-        }
-        workers
-    }
-
-    fn all_exited(&mut self) -> bool {
-        for (child, status) in self.children.iter_mut().zip(&mut self.statuses) {
-            if status.is_none() {
-                *status = child.try_wait().expect("poll a worker");
-            }
-        }
-        self.statuses.iter().all(Option::is_some)
-    }
-
-    fn kill_all(&mut self) {
-        for (child, status) in self.children.iter_mut().zip(&mut self.statuses) {
-            if status.is_none() {
-                let _ = child.kill();
-                *status = child.wait().ok();
-            }
-        }
-    }
-
-    fn outputs(&mut self) -> Vec<(Vec<String>, String)> {
-        self.readers
-            .iter_mut()
-            .map(|readers| {
-                readers
-                    .take()
-                    .map_or_else(Default::default, |(stdout, stderr)| {
-                        (
-                            stdout.join().expect("stdout reader"),
-                            stderr.join().expect("stderr reader"),
-                        )
-                    })
-            })
-            .collect()
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.kill_all();
-    }
+/// The failover-worker processes, one per worker id, killed when dropped.
+fn spawn_workers(soak: &Soak, sentinel_urls: &str, seed: u64) -> Workers {
+    Workers::spawn(
+        env!("CARGO_BIN_EXE_failover-worker"),
+        (0..soak.workers).map(|worker| {
+            vec![
+                sentinel_urls.to_owned(),
+                MASTER_NAME.to_owned(),
+                worker.to_string(),
+                soak.calls_per_worker.to_string(),
+                soak.keys.to_string(),
+                soak.concurrency.to_string(),
+                soak.pace.as_millis().to_string(),
+                LEASE.as_millis().to_string(),
+                seed.to_string(),
+            ]
+        }),
+    )
 }
 
 /// What the workers printed, sorted out.
@@ -337,7 +262,7 @@ fn run(soak: &Soak) {
     let mut set = RedisReplicaSet::start(1);
     let sentinel = RedisSentinel::start(&set, soak.sentinels);
     let started = Instant::now();
-    let mut workers = Workers::spawn(soak, &sentinel.urls().join(","), seed);
+    let mut workers = spawn_workers(soak, &sentinel.urls().join(","), seed);
 
     let mut failovers: Vec<(&str, Duration, Duration)> = Vec::new();
     let mut next_at = FIRST_FAILOVER_AFTER;
@@ -378,7 +303,7 @@ fn run(soak: &Soak) {
             soak.deadline
         ));
     }
-    for (worker, status) in workers.statuses.iter().enumerate() {
+    for (worker, status) in workers.statuses().iter().enumerate() {
         if !status.is_some_and(|status| status.success()) {
             outcome
                 .problems
@@ -559,9 +484,12 @@ fn long_failover_soak() {
         calls_per_worker: 5_000,
         keys: 1_000,
         concurrency: 16,
-        pace: Duration::from_secs(90),
+        // A promotion on request takes about 20 s: Sentinel turns the old primary into a
+        // replica 10 s after the switch and sees it synced at its next 10 s INFO. The calls
+        // are paced over the 12 failovers' time, so that all happen while they run.
+        pace: Duration::from_secs(200),
         failovers: 12,
         sentinels: 3,
-        deadline: Duration::from_secs(400),
+        deadline: Duration::from_secs(500),
     });
 }
