@@ -48,14 +48,7 @@ impl RedisReplicaSet {
     /// # Panics
     ///
     /// As [`RedisReplicaSet::start`].
-    pub fn start_with(replicas: usize, mut options: RedisOptions) -> RedisReplicaSet {
-        // A full sync starts at once instead of after Redis's 5 s wait for more replicas to
-        // join it: a restarted node or a demoted primary resyncs in milliseconds. First, so
-        // that the caller's arguments override it.
-        options.extra_args.splice(
-            0..0,
-            ["--repl-diskless-sync-delay".to_owned(), "0".to_owned()],
-        );
+    pub fn start_with(replicas: usize, options: RedisOptions) -> RedisReplicaSet {
         let primary = RedisServer::start_with(options.clone());
         let mut nodes = vec![primary];
         for _ in 0..replicas {
