@@ -1,7 +1,7 @@
 //! The replicated setups: a replica set promoted by hand, sentinels that fail it over, and a
 //! cluster with a replica per master.
 
-use idempotent_test_support::{RedisCluster, RedisReplicaSet, RedisSentinel};
+use idempotent_test_support::{RedisCluster, RedisOptions, RedisReplicaSet, RedisSentinel};
 
 fn get(server: &idempotent_test_support::RedisServer, key: &str) -> Option<String> {
     server.query(redis::cmd("GET").arg(key))
@@ -60,7 +60,15 @@ const KILLS: u64 = 12;
 
 #[test]
 fn each_kill_of_the_primary_is_one_failover_and_the_restarted_node_rejoins() {
-    let mut set = RedisReplicaSet::start(1);
+    // A full sync at once instead of after Redis's 5 s wait for more replicas, so that a
+    // dozen kills take seconds each.
+    let mut set = RedisReplicaSet::start_with(
+        1,
+        RedisOptions {
+            extra_args: vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()],
+            ..RedisOptions::default()
+        },
+    );
     let sentinel = RedisSentinel::start(&set, 1);
     for kill in 1..=KILLS {
         let old = set.primary_index();
