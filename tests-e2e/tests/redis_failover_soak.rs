@@ -487,9 +487,9 @@ fn long_failover_soak() {
         // A promotion on request takes about 20 s: Sentinel turns the old primary into a
         // replica 10 s after the switch and sees it synced at its next 10 s INFO. The calls
         // are paced over the 12 failovers' time, so that all happen while they run.
-        pace: Duration::from_secs(200),
+        pace: Duration::from_secs(260),
         failovers: 12,
         sentinels: 3,
-        deadline: Duration::from_secs(500),
+        deadline: Duration::from_secs(600),
     });
 }
