@@ -95,41 +95,72 @@ impl RedisReplicaSet {
         &mut self.nodes
     }
 
-    /// Waits until the primary counts every live replica as connected and each has every
-    /// write the primary had when this was called (`WAIT`).
+    /// Waits until every live replica follows the primary, its link is up, and it has applied
+    /// every write the primary had when this was called: its `slave_repl_offset` reached the
+    /// primary's `master_repl_offset` then, in the primary's replication history.
+    ///
+    /// A `WAIT` would not do: it waits for the writes of the connection that sends it, and a
+    /// fresh connection has none, so it answered as soon as a replica was online, before the
+    /// replica had the writes the caller made on other connections.
     ///
     /// # Panics
     ///
     /// When that takes more than 20 s.
     pub fn wait_for_replicas(&self) {
-        let live = self.replicas().iter().filter(|node| node.is_up()).count();
         let deadline = Instant::now() + SYNC_TIMEOUT;
-        loop {
+        let target = loop {
             // Sentinel drops clients of the nodes it reconfigures: an error is tried again.
-            let replication = self
-                .primary()
-                .try_query::<String>(redis::cmd("INFO").arg("replication"))
-                .unwrap_or_else(|error| error.to_string());
-            let connected = info::field(&replication, "connected_slaves")
-                .and_then(|count| count.parse::<usize>().ok())
-                .unwrap_or(0);
-            // A short WAIT, tried again: the connection's read timeout is 10 s.
-            if connected >= live
-                && self
-                    .primary()
-                    .try_query::<usize>(redis::cmd("WAIT").arg(live).arg(1_000))
-                    .is_ok_and(|acked| acked >= live)
-            {
-                return;
+            if let Some(offset) = self.primary_replication("master_repl_offset") {
+                break offset.parse::<u64>().unwrap_or(0);
             }
             assert!(
                 Instant::now() < deadline,
-                "the replicas of {} did not sync within {} s:\n{replication}",
+                "the primary {} did not report its replication offset within {} s",
                 self.primary().url(),
                 SYNC_TIMEOUT.as_secs()
             );
             thread::sleep(POLL_INTERVAL);
+        };
+        let port = self.primary().port().to_string();
+        for replica in self.replicas().into_iter().filter(|node| node.is_up()) {
+            loop {
+                // Read again each time: a primary takes a new replication id when it creates
+                // its backlog for its first replica, keeping its offset.
+                let replid = self.primary_replication("master_replid");
+                let replication = replica
+                    .try_query::<String>(redis::cmd("INFO").arg("replication"))
+                    .unwrap_or_else(|error| error.to_string());
+                let field = |name| info::field(&replication, name);
+                if field("master_port") == Some(port.as_str())
+                    && field("master_link_status") == Some("up")
+                    && replid.is_some()
+                    && field("master_replid") == replid.as_deref()
+                    && field("slave_repl_offset")
+                        .and_then(|offset| offset.parse::<u64>().ok())
+                        .is_some_and(|offset| offset >= target)
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the replica {} did not sync with {} (replication id {replid:?}, offset \
+                     {target}) within {} s:\n{replication}",
+                    replica.url(),
+                    self.primary().url(),
+                    SYNC_TIMEOUT.as_secs()
+                );
+                thread::sleep(POLL_INTERVAL);
+            }
         }
+    }
+
+    /// A field of the primary's `INFO replication`; `None` while it does not answer.
+    fn primary_replication(&self, name: &str) -> Option<String> {
+        let replication = self
+            .primary()
+            .try_query::<String>(redis::cmd("INFO").arg("replication"))
+            .ok()?;
+        info::field(&replication, name).map(str::to_owned)
     }
 
     /// Freezes node `index`, a replica (SIGSTOP), and closes its replication link at the

@@ -19,8 +19,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// After how long without an answer a sentinel holds the primary down: short, so that a
-/// killed primary is replaced within a second or two.
-const DOWN_AFTER_MS: u64 = 1_000;
+/// killed primary is replaced within a few seconds, but well above Sentinel's 1 s reconnect
+/// throttle. A failover resets the master's link without resetting that throttle, so the
+/// first `PING` to the promoted primary can go out a full second after the switch; with
+/// 1 000 ms here, about one kill in six was followed by a spurious `+sdown` of the new
+/// primary 1 s after `+switch-master` and a second failover, which promoted the restarted,
+/// still empty old primary.
+const DOWN_AFTER_MS: u64 = 2_000;
 
 /// Pause between polls of the sentinels.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -29,7 +34,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One or more `redis-server --sentinel` processes on free loopback ports, monitoring a
 /// [`RedisReplicaSet`]'s primary as [`MASTER_NAME`] with a majority quorum, holding it down
-/// after 1 s without an answer. Dropping it kills them.
+/// after 2 s without an answer. Dropping it kills them.
 #[derive(Debug)]
 pub struct RedisSentinel {
     sentinels: Vec<SentinelProcess>,
@@ -88,6 +93,31 @@ impl RedisSentinel {
         })
     }
 
+    /// How many failovers the sentinels made since they started: the highest configuration
+    /// epoch of [`MASTER_NAME`] any of them reports (each failover that completes raises it by
+    /// one). A test that made `n` failovers and reads more saw one it did not ask for.
+    ///
+    /// # Panics
+    ///
+    /// When no sentinel answers.
+    pub fn failovers(&self) -> u64 {
+        self.sentinels
+            .iter()
+            .filter_map(|sentinel| {
+                let master: std::collections::HashMap<String, String> = sentinel
+                    .query(redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME))
+                    .ok()?;
+                master.get("config-epoch")?.parse::<u64>().ok()
+            })
+            .max()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no sentinel reported a configuration epoch\n{}",
+                    self.logs()
+                )
+            })
+    }
+
     /// Asks a sentinel to fail over now (`SENTINEL FAILOVER`), without waiting for the
     /// primary to be held down; [`RedisSentinel::wait_for_failover`] waits for the result.
     ///
@@ -104,7 +134,8 @@ impl RedisSentinel {
     }
 
     /// Waits until the sentinels name a primary other than `set`'s, that node says it is a
-    /// master, and records it in `set`; returns its place in [`RedisReplicaSet::nodes`].
+    /// master, every sentinel has heard it answer and none has a failover in progress, and
+    /// records it in `set`; returns its place in [`RedisReplicaSet::nodes`].
     ///
     /// # Panics
     ///
@@ -154,8 +185,11 @@ impl RedisSentinel {
         }
     }
 
-    /// Whether no sentinel has a failover in progress: until it ends, a sentinel may still
-    /// abort it and turn the promoted replica back.
+    /// Whether no sentinel has a failover in progress (until it ends, a sentinel may still
+    /// abort it and turn the promoted replica back) or holds the primary down, and each has
+    /// had an answer from the primary since it switched to it: a sentinel sets its pending
+    /// `PING` time (`last-ping-sent`) at the switch and clears it at the first answer, and
+    /// until then the new primary may still be held down and failed over again.
     fn settled(&self) -> bool {
         self.sentinels.iter().all(|sentinel| {
             sentinel
@@ -165,7 +199,8 @@ impl RedisSentinel {
                 .is_ok_and(|master| {
                     master
                         .get("flags")
-                        .is_some_and(|flags| !flags.contains("failover"))
+                        .is_some_and(|flags| !flags.contains("failover") && !flags.contains("down"))
+                        && master.get("last-ping-sent").map(String::as_str) == Some("0")
                 })
         })
     }

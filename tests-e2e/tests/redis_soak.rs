@@ -21,13 +21,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use idempotent_core::{Idempotency, MemoryBackend};
 use idempotent_test_support::{RedisOptions, RedisServer};
+
+#[path = "support/workers.rs"]
+mod workers;
+use workers::Workers;
 
 const WORKERS: u32 = 4;
 const CALLS_PER_WORKER: u64 = 1500;
@@ -134,101 +136,23 @@ struct Crash {
     restarted_at: u128,
 }
 
-/// The worker processes; any still running when this is dropped (a failed
-/// test) is killed, so none outlives the test.
-struct Workers {
-    children: Vec<Child>,
-    statuses: Vec<Option<ExitStatus>>,
-    stdout: Vec<Option<JoinHandle<Vec<String>>>>,
-    stderr: Vec<Option<JoinHandle<String>>>,
-}
-
-impl Workers {
-    fn spawn(url: &str, seed: u64) -> Workers {
-        let mut workers = Workers {
-            children: Vec::new(),
-            statuses: Vec::new(),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        };
-        for worker in 0..WORKERS {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_soak-worker"))
-                .args([
-                    url.to_owned(),
-                    worker.to_string(),
-                    CALLS_PER_WORKER.to_string(),
-                    KEYS.to_string(),
-                    CONCURRENCY_PER_WORKER.to_string(),
-                    PACE.as_millis().to_string(),
-                    LEASE.as_millis().to_string(),
-                    seed.to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start a soak-worker process");
-            // Drained as they go: a full pipe would block the worker.
-            let stdout = child.stdout.take().expect("piped stdout");
-            workers.stdout.push(Some(thread::spawn(move || {
-                BufReader::new(stdout)
-                    .lines()
-                    .map(|line| line.unwrap_or_else(|error| format!("UNREADABLE {error}")))
-                    .collect()
-            })));
-            let mut stderr = child.stderr.take().expect("piped stderr");
-            workers.stderr.push(Some(thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = stderr.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
-            })));
-            workers.children.push(child);
-            workers.statuses.push(None);
-        }
-        workers
-    }
-
-    /// Whether every worker has exited.
-    fn all_exited(&mut self) -> bool {
-        for (child, status) in self.children.iter_mut().zip(&mut self.statuses) {
-            if status.is_none() {
-                *status = child.try_wait().expect("poll a worker");
-            }
-        }
-        self.statuses.iter().all(Option::is_some)
-    }
-
-    fn kill_all(&mut self) {
-        for (child, status) in self.children.iter_mut().zip(&mut self.statuses) {
-            if status.is_none() {
-                let _ = child.kill();
-                *status = child.wait().ok();
-            }
-        }
-    }
-
-    /// Each worker's stdout lines and stderr, once all have exited.
-    fn outputs(&mut self) -> Vec<(Vec<String>, String)> {
-        self.stdout
-            .iter_mut()
-            .zip(&mut self.stderr)
-            .map(|(stdout, stderr)| {
-                let lines = stdout.take().map_or_else(Vec::new, |reader| {
-                    reader.join().expect("stdout reader thread")
-                });
-                let errors = stderr.take().map_or_else(String::new, |reader| {
-                    reader.join().expect("stderr reader thread")
-                });
-                (lines, errors)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.kill_all();
-    }
+/// The soak-worker processes, one per worker id, killed when dropped.
+fn spawn_workers(url: &str, seed: u64) -> Workers {
+    Workers::spawn(
+        env!("CARGO_BIN_EXE_soak-worker"),
+        (0..WORKERS).map(|worker| {
+            vec![
+                url.to_owned(),
+                worker.to_string(),
+                CALLS_PER_WORKER.to_string(),
+                KEYS.to_string(),
+                CONCURRENCY_PER_WORKER.to_string(),
+                PACE.as_millis().to_string(),
+                LEASE.as_millis().to_string(),
+                seed.to_string(),
+            ]
+        }),
+    )
 }
 
 /// One body execution, from a `RUN <key> <execution> <epoch-ms>` line.
@@ -509,7 +433,7 @@ fn exactly_once_while_the_server_crashes_and_restarts() {
     });
     let started = Instant::now();
     let start_ms = epoch_ms();
-    let mut workers = Workers::spawn(&server.url(), seed);
+    let mut workers = spawn_workers(&server.url(), seed);
 
     let mut crashes: Vec<Crash> = Vec::new();
     let mut last_restart = started;
@@ -549,7 +473,7 @@ fn exactly_once_while_the_server_crashes_and_restarts() {
             DEADLINE.as_secs()
         ));
     }
-    for (worker, status) in workers.statuses.iter().enumerate() {
+    for (worker, status) in workers.statuses().iter().enumerate() {
         if !status.is_some_and(|status| status.success()) {
             outcome
                 .problems
