@@ -15,7 +15,7 @@
 
 #![cfg(feature = "cluster")]
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use idempotent_redis::RedisBackend;
 use idempotent_test_support::RedisCluster;
@@ -28,13 +28,7 @@ static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
 /// then share it); the conformance factory runs on the test's own thread,
 /// outside the runtime's workers, so that blocks no task.
 fn shared_cluster() -> Arc<RedisCluster> {
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(cluster) = shared.upgrade() {
-        return cluster;
-    }
-    let cluster = Arc::new(RedisCluster::start());
-    *shared = Arc::downgrade(&cluster);
-    cluster
+    idempotent_test_support::shared(&SHARED, RedisCluster::start)
 }
 
 async fn cluster_backend() -> (RedisBackend, Arc<RedisCluster>) {

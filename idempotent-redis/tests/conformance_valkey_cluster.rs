@@ -8,7 +8,7 @@
 
 #![cfg(feature = "cluster")]
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use idempotent_core::backend::{CasOutcome, ClaimOutcome, FencingToken, Fingerprint};
@@ -19,13 +19,7 @@ use idempotent_test_support::RedisCluster;
 static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
 
 fn shared_cluster() -> Arc<RedisCluster> {
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(cluster) = shared.upgrade() {
-        return cluster;
-    }
-    let cluster = Arc::new(RedisCluster::start_valkey());
-    *shared = Arc::downgrade(&cluster);
-    cluster
+    idempotent_test_support::shared(&SHARED, RedisCluster::start_valkey)
 }
 
 async fn cluster_backend() -> (RedisBackend, Arc<RedisCluster>) {

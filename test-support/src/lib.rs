@@ -32,6 +32,7 @@
 //!   private servers run by `valkey-server` (found by [`valkey_server`]), which has `SET .. IFEQ`
 //!   and `DELIFEQ`.
 //! - [`postgres`]: a private PostgreSQL server (`initdb` + `postgres`) in a temporary directory.
+//! - [`shared`]: one server for the tests of a binary that run at the same time.
 //! - `binaries.rs`: finding `redis-server` and `redis-cli` on `PATH`.
 //! - `ports.rs`: free loopback ports.
 //! - `process.rs`: spawning, signalling and reaping the server process.
@@ -53,10 +54,12 @@ mod redis_cluster;
 mod redis_replica_set;
 mod redis_sentinel;
 mod redis_server;
+mod shared;
 mod valkey;
 
 pub use redis_cluster::RedisCluster;
 pub use redis_replica_set::RedisReplicaSet;
 pub use redis_sentinel::{RedisSentinel, MASTER_NAME};
 pub use redis_server::{RedisOptions, RedisServer};
+pub use shared::shared;
 pub use valkey::{valkey_server, VALKEY_SERVER_ENV};

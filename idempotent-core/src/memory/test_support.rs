@@ -96,13 +96,14 @@ impl Captured {
     /// `tracing` caches each callsite's interest for the whole process, and
     /// a callsite first reached on a thread without a subscriber (another
     /// test) is cached as never wanted, which `set_default` does not undo.
-    /// A global subscriber that wants everything and keeps nothing makes
-    /// every callsite wanted, whichever thread reaches it first.
+    /// A global subscriber that wants everything makes every callsite
+    /// wanted, whichever thread reaches it first (what it keeps, a few
+    /// events of other tests, is never read).
     pub(super) fn set_default(&self) -> tracing::subscriber::DefaultGuard {
         static ANCHOR: std::sync::Once = std::sync::Once::new();
         ANCHOR.call_once(|| {
             // Fails only if a global subscriber exists, which serves as well.
-            let _ = tracing::subscriber::set_global_default(Inert);
+            let _ = tracing::subscriber::set_global_default(Captured::default());
         });
         tracing::subscriber::set_default(self.clone())
     }
@@ -139,30 +140,6 @@ impl tracing::Subscriber for Captured {
             .unwrap()
             .push((*event.metadata().level(), fields.0));
     }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// Wants every event and keeps none: the global subscriber behind
-/// [`Captured::set_default`].
-struct Inert;
-
-impl tracing::Subscriber for Inert {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, _: &tracing::Event<'_>) {}
 
     fn enter(&self, _: &tracing::span::Id) {}
 
