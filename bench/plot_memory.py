@@ -63,6 +63,7 @@ def main(criterion, target):
         if points:
             tasks, rates = zip(*points)
             right.plot(tasks, rates, label=name.replace("_", " "), **style)
+    right.set_ylim(bottom=0)
     right.set_xscale("log", base=2)
     right.set_xticks(CONTENTION_TASKS, [str(t) for t in CONTENTION_TASKS])
     right.set_xlabel("concurrent tasks on a 2-worker runtime")
