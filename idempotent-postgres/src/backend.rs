@@ -202,16 +202,12 @@ impl PostgresBackend {
             .map_err(|_| timed_out())?
             .map_err(|error| error::pool(error, &context))?;
         let ran = async {
-            match bounded(&client, deadline, &statement).await {
-                Err(error) if prepared.is_some() && not_prepared(&error) => {
-                    let prepare = prepared
-                        .as_ref()
-                        .map(|prepared| prepared.prepare(params))
-                        .unwrap_or_default();
-                    client.batch_execute(&prepare).await?;
+            match (bounded(&client, deadline, &statement).await, &prepared) {
+                (Err(error), Some(prepared)) if not_prepared(&error) => {
+                    client.batch_execute(&prepared.prepare(params)).await?;
                     bounded(&client, deadline, &statement).await
                 }
-                ran => ran,
+                (ran, _) => ran,
             }
         };
         match tokio::time::timeout_at(deadline, ran).await {

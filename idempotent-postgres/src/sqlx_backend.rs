@@ -138,21 +138,18 @@ impl SqlxBackend {
             .map_err(|_| timed_out())?
             .map_err(|error| error::sqlx(error, &context))?;
         let ran = async {
-            match bounded(&mut connection, deadline, &statement).await {
+            match (
+                bounded(&mut connection, deadline, &statement).await,
+                &prepared,
+            ) {
                 // Not prepared on this connection yet (a new one, or one
                 // whose session was reset): nothing ran, the implicit
                 // transaction rolled back. Prepare it, run it again.
-                Err(error)
-                    if prepared.is_some() && code(&error).as_deref() == Some(NOT_PREPARED) =>
-                {
-                    let prepare = prepared
-                        .as_ref()
-                        .map(|prepared| prepared.prepare(params))
-                        .unwrap_or_default();
-                    run_simple(&mut connection, prepare).await?;
+                (Err(error), Some(prepared)) if code(&error).as_deref() == Some(NOT_PREPARED) => {
+                    run_simple(&mut connection, prepared.prepare(params)).await?;
                     bounded(&mut connection, deadline, &statement).await
                 }
-                ran => ran,
+                (ran, _) => ran,
             }
         };
         match tokio::time::timeout_at(deadline, ran).await {

@@ -12,6 +12,7 @@ use redis::{ErrorKind, RedisError, RedisWrite, ServerErrorKind, ToRedisArgs, Val
 
 use crate::connection::Handle;
 use crate::error::{corrupt, unexpected};
+use crate::held_claims::HeldClaims;
 use crate::local_cache::Cached;
 use crate::plain_commands;
 use crate::record::{self, Found};
@@ -263,17 +264,21 @@ impl RedisBackend {
         }
     }
 
-    /// The claim `token` holds at `key`, as this process wrote it, taken
-    /// out of the table: the completion and the release end it, whatever
-    /// they answer.
-    fn held_claim(&self, key: &str, token: FencingToken) -> Option<(String, Vec<u8>)> {
+    /// The claim `token` holds at `key`, as this process wrote it, and its
+    /// record key, read from the table by `look`: `HeldClaims::take` for
+    /// the completion and the release, which end it whatever they answer,
+    /// `HeldClaims::get` for a renewal.
+    fn held_claim(
+        &self,
+        key: &str,
+        token: FencingToken,
+        look: fn(&HeldClaims, &str, FencingToken) -> Option<Vec<u8>>,
+    ) -> Option<(String, Vec<u8>)> {
         if !self.capabilities.any() {
             return None;
         }
         let record_key = self.record_key(key);
-        self.held_claims
-            .take(&record_key, token)
-            .map(|claim| (record_key, claim))
+        look(&self.held_claims, &record_key, token).map(|claim| (record_key, claim))
     }
 
     async fn compare_and_set(
@@ -403,7 +408,7 @@ impl Backend for RedisBackend {
             ));
         }
         let ttl_ms = checked_millis(ttl, limits::check_ttl, "complete")?;
-        if let Some((record_key, claim)) = self.held_claim(key, token) {
+        if let Some((record_key, claim)) = self.held_claim(key, token, HeldClaims::take) {
             if self.capabilities.set_ifeq() {
                 if let Some(outcome) = self
                     .complete_plain(&record_key, &claim, output, ttl_ms)
@@ -425,7 +430,7 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, key: &str, token: FencingToken) -> Result<CasOutcome, BackendError> {
-        if let Some((record_key, claim)) = self.held_claim(key, token) {
+        if let Some((record_key, claim)) = self.held_claim(key, token, HeldClaims::take) {
             if self.capabilities.delifeq() {
                 if let Some(outcome) = self.release_plain(&record_key, &claim).await? {
                     return Ok(outcome);
@@ -445,14 +450,7 @@ impl Backend for RedisBackend {
     ) -> Result<CasOutcome, BackendError> {
         let lease_ms = checked_millis(lease, limits::check_lease, "renew")?;
         let lease_arg = lease_ms.to_string();
-        let held = if self.capabilities.any() {
-            let record_key = self.record_key(key);
-            self.held_claims
-                .get(&record_key, token)
-                .map(|claim| (record_key, claim))
-        } else {
-            None
-        };
+        let held = self.held_claim(key, token, HeldClaims::get);
         if let Some((record_key, claim)) = &held {
             if self.capabilities.set_ifeq() {
                 let renewed = plain_commands::renewed(claim, lease_arg.as_bytes());
